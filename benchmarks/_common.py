@@ -1,0 +1,59 @@
+"""Helpers shared by the benchmark scripts: machine description and result files."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+    try:
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo", encoding="utf-8")
+            if line.startswith("model name")
+        )
+        info["cpu_model"] = model
+    except (OSError, StopIteration):
+        pass
+    try:
+        import mujoco
+        import numpy
+
+        info["mujoco"] = mujoco.__version__
+        info["numpy"] = numpy.__version__
+    except ImportError:
+        pass
+    try:
+        info["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+            cwd=pathlib.Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return info
+
+
+def emit(name: str, result: dict, save: bool) -> None:
+    """Print result as JSON; with save, also write benchmarks/results/<name>_<date>.json."""
+    text = json.dumps(result, indent=2, sort_keys=False)
+    print(text)
+    if save:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path = RESULTS / f"{name}_{_dt.date.today().isoformat()}.json"
+        path.write_text(text + "\n")
+        print(f"saved {path}", file=sys.stderr)

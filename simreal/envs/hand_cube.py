@@ -1,0 +1,464 @@
+"""The Dactyl in-hand cube reorientation task on MuJoCo.
+
+Three layers, as in dm_control:
+
+* :class:`HandCubeConfig` -- the task's variants and constants, validated.
+* :class:`HandCubeSim` -- N copies of the scene stepped by ``mujoco.batch``
+  (one thread pool, per-copy model parameters) plus the task logic (goals,
+  reward, termination), written once over arrays of N rows.
+* :class:`HandCubeEnv` -- the Gymnasium env, a single-copy view of the sim.
+  The vectorized env (:mod:`simreal.envs.vec_env`) is the N-copy view.
+
+Task (OpenAI et al., "Learning Dexterous In-Hand Manipulation", 2018):
+reward ``d_t - d_{t+1}`` with d the rotation angle between cube and goal,
++5 when ``d < 0.4`` rad (then a new goal), -20 when the cube drops. An episode
+ends on a drop or after 50 consecutive successes, and is truncated after 8 s
+without reaching a goal. Control: 80 ms per step, 20 relative joint-position
+targets in [-1, 1], or Dactyl's 11 bins per actuator.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import gymnasium as gym
+import mujoco
+import mujoco.batch
+import numpy as np
+
+from simreal.envs import scene as scene_mod
+from simreal.envs.scene import SceneSpec
+from simreal.utils.rotations import (
+    CUBE_SYMMETRIES,
+    quat_canonical,
+    quat_conj,
+    quat_from_axis_angle,
+    quat_mul,
+    quat_normalize,
+    random_quat,
+    rotation_angle,
+)
+from simreal.utils.seeding import make_rng
+
+GoalMode = Literal["full", "vertical"]
+ActionMode = Literal["continuous", "discrete"]
+ControlMode = Literal["relative", "absolute"]
+
+POLICY_KEYS = ("fingertip_pos", "object_pos", "object_quat", "goal_quat", "relative_quat", "last_action")
+STATE_KEY = "state"
+
+
+@dataclass(frozen=True)
+class HandCubeConfig:
+    """Variants and constants of the hand-cube task (all constructor flags of the env).
+
+    Attributes:
+        goal: ``"full"``: goals uniform over all 3-D orientations; ``"vertical"``:
+            goals are rotations of the cube about the world's vertical axis only.
+        action: ``"continuous"`` (Box in [-1, 1]^20) or ``"discrete"`` (Dactyl's
+            ``n_bins`` bins per actuator, MultiDiscrete).
+        control: ``"relative"``: targets are the current joint positions plus
+            action x half the control range (Dactyl); ``"absolute"``: the action
+            maps linearly onto the control range.
+        control_dt: seconds per env step (80 ms in Dactyl), a multiple of the
+            model timestep.
+    """
+
+    goal: GoalMode = "full"
+    action: ActionMode = "continuous"
+    n_bins: int = 11
+    control: ControlMode = "relative"
+    control_dt: float = 0.08
+    success_threshold: float = 0.4
+    success_bonus: float = 5.0
+    drop_penalty: float = -20.0
+    drop_height: float = 0.1
+    max_consecutive_successes: int = 50
+    goal_timeout: float = 8.0
+    settle_time: float = 0.2
+    scene: SceneSpec = field(default_factory=SceneSpec)
+
+    def __post_init__(self):
+        def choice(name, allowed):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"HandCube: {name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+
+        def number(name, low, high, integer=False):
+            value = getattr(self, name)
+            kind = (int,) if integer else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+                what = "an integer" if integer else "a number"
+                raise ValueError(f"HandCube: {name} must be {what} in [{low}, {high}]; got {value!r}")
+
+        choice("goal", ("full", "vertical"))
+        choice("action", ("continuous", "discrete"))
+        choice("control", ("relative", "absolute"))
+        number("n_bins", 2, 1001, integer=True)
+        number("control_dt", 1e-3, 1.0)
+        number("success_threshold", 1e-3, np.pi)
+        number("success_bonus", -1e6, 1e6)
+        number("drop_penalty", -1e6, 1e6)
+        number("drop_height", -10.0, 10.0)
+        number("max_consecutive_successes", 1, 10**9, integer=True)
+        number("goal_timeout", 1e-3, 1e6)
+        number("settle_time", 0.0, 10.0)
+        if not isinstance(self.scene, SceneSpec):
+            raise ValueError(f"HandCube: scene must be a simreal.envs.scene.SceneSpec; got {type(self.scene).__name__}")
+        ratio = self.control_dt / self.scene.timestep
+        if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
+            raise ValueError(
+                f"HandCube: control_dt ({self.control_dt}) must be a whole multiple of the model timestep "
+                f"({self.scene.timestep})"
+            )
+
+    @property
+    def substeps(self) -> int:
+        return int(round(self.control_dt / self.scene.timestep))
+
+    @property
+    def timeout_steps(self) -> int:
+        return int(round(self.goal_timeout / self.control_dt))
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> "HandCubeConfig":
+        """Build from keyword flags, naming any unknown one in the error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(f"HandCube: unknown argument(s) {unknown}; known: {sorted(known)}")
+        return cls(**kwargs)
+
+
+def check_render_args(render_mode: str | None, render_size: tuple[int, int]) -> None:
+    if render_mode not in (None, "rgb_array"):
+        raise ValueError(f"HandCube: render_mode must be None or 'rgb_array'; got {render_mode!r}")
+    if len(render_size) != 2 or min(render_size) < 8:
+        raise ValueError(f"HandCube: render_size must be (height, width) >= 8 px; got {render_size!r}")
+
+
+def _f32_box(size: int, low: float = -np.inf, high: float = np.inf) -> gym.spaces.Box:
+    return gym.spaces.Box(low, high, shape=(size,), dtype=np.float32)
+
+
+class HandCubeSim:
+    """N copies of the hand-cube scene and task, stepped together.
+
+    Arrays are (n_envs, ...). Each copy has its own model parameters (via
+    ``mujoco.batch`` expanded fields) and its own task RNG stream.
+    """
+
+    def __init__(self, n_envs: int, config: HandCubeConfig, nthread: int = 1,
+                 model: mujoco.MjModel | None = None):
+        if not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
+            raise ValueError(f"n_envs must be a positive integer; got {n_envs!r}")
+        self.n_envs = int(n_envs)
+        self.config = config
+        self.model = model if model is not None else scene_mod.build_model(config.scene)
+        m = self.model
+        self.batch = mujoco.batch.Batch(m, self.n_envs, nthread=nthread, persistent=True)
+
+        # Names resolved once; never hard-coded ids.
+        act_joint = m.actuator_trnid[:, 0]
+        if np.any(m.actuator_trntype != mujoco.mjtTrn.mjTRN_JOINT):
+            raise ValueError("HandCube expects joint-transmission actuators")
+        self.act_qadr = m.jnt_qposadr[act_joint].copy()
+        self.ctrl_low = m.actuator_ctrlrange[:, 0].copy()
+        self.ctrl_high = m.actuator_ctrlrange[:, 1].copy()
+        self.ctrl_mid = 0.5 * (self.ctrl_low + self.ctrl_high)
+        self.ctrl_half = 0.5 * (self.ctrl_high - self.ctrl_low)
+        hand_joints = [j for j in range(m.njnt) if m.joint(j).name.startswith(scene_mod.HAND_JOINT_PREFIX)]
+        self.hand_joint_names = [m.joint(j).name for j in hand_joints]
+        self.hand_qadr = m.jnt_qposadr[hand_joints].copy()
+        self.hand_dadr = m.jnt_dofadr[hand_joints].copy()
+        # where each actuated joint's angle sits within the state's hand_qpos block
+        self.act_in_hand = np.array([hand_joints.index(j) for j in act_joint])
+        obj_joint = m.joint(scene_mod.OBJECT_JOINT)
+        self.obj_qadr = int(obj_joint.qposadr[0])
+        self.obj_dadr = int(obj_joint.dofadr[0])
+        self.tip_sites = np.array([m.site(s).id for s in scene_mod.FINGERTIP_SITES])
+        self.goal_mocap = int(m.body_mocapid[m.body(scene_mod.GOAL_BODY).id])
+        self.nu = m.nu
+
+        self.qpos = self.batch.bind("qpos")
+        self.qvel = self.batch.bind("qvel")
+        self.ctrl = self.batch.bind("ctrl")
+        self.mocap_quat = self.batch.bind("mocap_quat")
+        self.site_xpos = self.batch.bind("site_xpos")
+
+        n = self.n_envs
+        self.goal = np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))
+        self.prev_dist = np.zeros(n)
+        self.consecutive_successes = np.zeros(n, dtype=np.int64)
+        self.steps_since_goal = np.zeros(n, dtype=np.int64)
+        self.last_action = np.zeros((n, self.nu))
+        self.rngs: list[np.random.Generator | None] = [None] * n
+        self._stage = int(mujoco.mjtStage.mjSTAGE_VEL)
+        self._settle_substeps = int(round(config.settle_time / config.scene.timestep))
+        self.state_layout = self._state_layout()
+
+    # ----------------------------------------------------------------- spaces
+    def _state_layout(self) -> dict[str, slice]:
+        sizes = [
+            ("hand_qpos", len(self.hand_qadr)),
+            ("hand_qvel", len(self.hand_dadr)),
+            ("object_pos", 3),
+            ("object_quat", 4),
+            ("object_linvel", 3),
+            ("object_angvel", 3),
+            ("goal_quat", 4),
+        ]
+        layout, start = {}, 0
+        for name, size in sizes:
+            layout[name] = slice(start, start + size)
+            start += size
+        return layout
+
+    def observation_space(self) -> gym.spaces.Dict:
+        state_size = max(s.stop for s in self.state_layout.values())
+        unit = dict(low=-1.0, high=1.0)
+        return gym.spaces.Dict(
+            {
+                "fingertip_pos": _f32_box(15),
+                "object_pos": _f32_box(3),
+                "object_quat": _f32_box(4, **unit),
+                "goal_quat": _f32_box(4, **unit),
+                "relative_quat": _f32_box(4, **unit),
+                "last_action": _f32_box(self.nu, **unit),
+                STATE_KEY: _f32_box(state_size),
+            }
+        )
+
+    def action_space(self) -> gym.spaces.Space:
+        if self.config.action == "discrete":
+            return gym.spaces.MultiDiscrete(np.full(self.nu, self.config.n_bins, dtype=np.int64))
+        return gym.spaces.Box(-1.0, 1.0, shape=(self.nu,), dtype=np.float32)
+
+    # ------------------------------------------------------------------ reset
+    def seed(self, i: int, seed: int | None) -> None:
+        """Restart copy i's task RNG stream from seed (None: fresh entropy)."""
+        self.rngs[i] = make_rng(seed, "task")
+
+    def reset(self, ids: np.ndarray) -> None:
+        """Start new episodes in copies ids (sorted): cube on the palm, new goal."""
+        ids = np.asarray(ids, dtype=np.int64)
+        for i in ids:
+            if self.rngs[i] is None:
+                self.seed(int(i), None)
+        self.batch.reset(ids, stage=int(mujoco.mjtStage.mjSTAGE_NONE))
+        for i in ids:
+            rng = self.rngs[i]
+            yaw = quat_from_axis_angle((0.0, 0.0, 1.0), rng.uniform(-np.pi, np.pi))
+            if self.config.goal == "full":
+                start = quat_mul(yaw, CUBE_SYMMETRIES[rng.integers(len(CUBE_SYMMETRIES))])
+            else:
+                start = yaw
+            self.qpos[i, self.obj_qadr + 3 : self.obj_qadr + 7] = start
+        self._hold_pose(ids)
+        if self._settle_substeps:
+            self.batch.step(ids, nstep=self._settle_substeps, stage=self._stage)
+        else:
+            self.batch.forward(ids, stage=self._stage)
+        self.consecutive_successes[ids] = 0
+        self.steps_since_goal[ids] = 0
+        self.last_action[ids] = 0.0
+        self._new_goals(ids)
+
+    def _hold_pose(self, ids: np.ndarray) -> None:
+        self.ctrl[ids] = np.clip(self.qpos[np.ix_(ids, self.act_qadr)], self.ctrl_low, self.ctrl_high)
+
+    def _new_goals(self, ids: np.ndarray) -> None:
+        for i in ids:
+            rng = self.rngs[i]
+            if self.config.goal == "full":
+                goal = random_quat(rng, 1)[0]
+            else:
+                yaw = quat_from_axis_angle((0.0, 0.0, 1.0), rng.uniform(-np.pi, np.pi))
+                goal = quat_canonical(quat_mul(yaw, self.object_quat(i)))
+            self.set_goal(int(i), goal)
+
+    def set_goal(self, i: int, quat: np.ndarray) -> None:
+        """Set copy i's goal orientation (and its marker); resets the distance baseline."""
+        q = np.asarray(quat, dtype=np.float64)
+        q = quat_canonical(q / np.linalg.norm(q))
+        self.goal[i] = q
+        self.mocap_quat[i, self.goal_mocap] = q
+        self.prev_dist[i] = rotation_angle(self.object_quat(i), q)
+
+    def object_quat(self, i: int | slice = slice(None)) -> np.ndarray:
+        return quat_normalize(self.qpos[i, self.obj_qadr + 3 : self.obj_qadr + 7])
+
+    # ------------------------------------------------------------------- step
+    def action_to_unit(self, actions: np.ndarray) -> np.ndarray:
+        """Actions as (n, nu) float64 in [-1, 1] (bins mapped, values clipped)."""
+        a = np.asarray(actions)
+        if self.config.action == "discrete":
+            return np.clip(a, 0, self.config.n_bins - 1) * (2.0 / (self.config.n_bins - 1)) - 1.0
+        return np.clip(a, -1.0, 1.0).astype(np.float64, copy=False)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Advance every copy one control step.
+
+        Returns (reward, terminated, truncated, is_success, dropped), each (n,).
+        Copies that succeeded already hold their next goal.
+        """
+        cfg = self.config
+        a = self.action_to_unit(actions).reshape(self.n_envs, self.nu)
+        center = self.qpos[:, self.act_qadr] if cfg.control == "relative" else self.ctrl_mid
+        np.clip(center + a * self.ctrl_half, self.ctrl_low, self.ctrl_high, out=self.ctrl)
+        self.last_action[:] = a
+        self.batch.step(nstep=cfg.substeps, stage=self._stage)
+
+        dist = rotation_angle(self.object_quat(), self.goal)
+        reward = self.prev_dist - dist
+        self.prev_dist[:] = dist
+        success = dist < cfg.success_threshold
+        dropped = self.qpos[:, self.obj_qadr + 2] < cfg.drop_height
+        self.steps_since_goal += 1
+        if success.any():
+            reward[success] += cfg.success_bonus
+            self.consecutive_successes[success] += 1
+            self.steps_since_goal[success] = 0
+            self._new_goals(np.flatnonzero(success))
+        if dropped.any():
+            reward[dropped] += cfg.drop_penalty
+        terminated = dropped | (self.consecutive_successes >= cfg.max_consecutive_successes)
+        truncated = (self.steps_since_goal >= cfg.timeout_steps) & ~terminated
+        return reward, terminated, truncated, success, dropped
+
+    # ------------------------------------------------------------ observation
+    def observe(self) -> dict[str, np.ndarray]:
+        """Observations of every copy, as fresh float32 arrays (n, ...)."""
+        n, q, v, o, d = self.n_envs, self.qpos, self.qvel, self.obj_qadr, self.obj_dadr
+        obj_quat = quat_canonical(self.object_quat())
+        obj_pos = q[:, o : o + 3]
+        state = np.concatenate(
+            [q[:, self.hand_qadr], v[:, self.hand_dadr], obj_pos, obj_quat, v[:, d : d + 6], self.goal], axis=1
+        )
+        return {
+            "fingertip_pos": self.site_xpos[:, self.tip_sites].reshape(n, 15).astype(np.float32),
+            "object_pos": obj_pos.astype(np.float32),
+            "object_quat": obj_quat.astype(np.float32),
+            "goal_quat": self.goal.astype(np.float32),
+            "relative_quat": quat_canonical(quat_mul(self.goal, quat_conj(obj_quat))).astype(np.float32),
+            "last_action": self.last_action.astype(np.float32),
+            STATE_KEY: state.astype(np.float32),
+        }
+
+    # -------------------------------------------------------------- rendering
+    def make_renderer(self, height: int, width: int) -> "SceneRenderer":
+        return SceneRenderer(self, height, width)
+
+
+class SceneRenderer:
+    """Renders copies of a :class:`HandCubeSim` from its named cameras (headless EGL by default)."""
+
+    def __init__(self, sim: HandCubeSim, height: int, width: int):
+        self.sim = sim
+        self.model = copy.copy(sim.model)
+        self.data = mujoco.MjData(self.model)
+        self.renderer = mujoco.Renderer(self.model, height, width)
+        self.camera_names = [c.name for c in sim.config.scene.cameras]
+
+    def render(self, i: int = 0, cameras: list[str] | None = None, show_goal: bool = False) -> list[np.ndarray]:
+        """One (H, W, 3) uint8 image per camera of copy i; the goal marker only if show_goal."""
+        self.sim.batch.get_model(i, self.model)
+        self.sim.batch.get_data(i, self.data)
+        mujoco.mj_forward(self.model, self.data)
+        option = mujoco.MjvOption()
+        option.geomgroup[scene_mod.GOAL_GEOM_GROUP] = int(show_goal)
+        images = []
+        for name in cameras or self.camera_names:
+            self.renderer.update_scene(self.data, camera=name, scene_option=option)
+            images.append(self.renderer.render())
+        return images
+
+    def close(self) -> None:
+        if self.renderer is not None:
+            self.renderer.close()
+            self.renderer = None
+
+
+class HandCubeEnv(gym.Env):
+    """Shadow hand reorienting a cube to goal orientations (Dactyl), as a Gymnasium env.
+
+    Observations are a Dict: the policy keys (``fingertip_pos``, ``object_pos``,
+    ``object_quat``, ``goal_quat``, ``relative_quat``, ``last_action``) and the
+    privileged ``state`` for an asymmetric critic (hand joint angles and
+    velocities, object pose and velocities, goal; layout in ``state_layout``).
+    Quaternions are (w, x, y, z) with w >= 0. ``info`` carries
+    ``consecutive_successes``, ``is_success``, ``rotation_distance``, ``dropped``.
+
+    Keyword arguments are the fields of :class:`HandCubeConfig`, plus
+    ``render_mode`` (``"rgb_array"``: the cameras side by side) and
+    ``render_size`` (height, width) per camera.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 12.5}
+
+    def __init__(self, render_mode: str | None = None, render_size: tuple[int, int] = (240, 320), **kwargs: Any):
+        check_render_args(render_mode, render_size)
+        self.config = HandCubeConfig.from_kwargs(**kwargs)
+        self.sim = HandCubeSim(1, self.config)
+        self.render_mode = render_mode
+        self.render_size = tuple(int(s) for s in render_size)
+        self.observation_space = self.sim.observation_space()
+        self.action_space = self.sim.action_space()
+        self.metadata = dict(self.metadata, render_fps=1.0 / self.config.control_dt)
+        self._renderer: SceneRenderer | None = None
+        self._ids = np.zeros(1, dtype=np.int64)
+
+    @property
+    def model(self) -> mujoco.MjModel:
+        return self.sim.model
+
+    @property
+    def state_layout(self) -> dict[str, slice]:
+        return self.sim.state_layout
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None or self.sim.rngs[0] is None:
+            self.sim.seed(0, seed)
+        self.sim.reset(self._ids)
+        return self._obs(), self._info(is_success=False, dropped=False)
+
+    def step(self, action):
+        reward, terminated, truncated, success, dropped = self.sim.step(np.asarray(action)[None])
+        info = self._info(is_success=bool(success[0]), dropped=bool(dropped[0]))
+        return self._obs(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        return {k: v[0] for k, v in self.sim.observe().items()}
+
+    def _info(self, is_success: bool, dropped: bool) -> dict[str, Any]:
+        return {
+            "consecutive_successes": int(self.sim.consecutive_successes[0]),
+            "is_success": is_success,
+            "rotation_distance": float(self.sim.prev_dist[0]),
+            "dropped": dropped,
+        }
+
+    def set_goal(self, quat) -> None:
+        """Set the goal orientation (w, x, y, z) of the running episode."""
+        self.sim.set_goal(0, quat)
+
+    def render(self):
+        if self.render_mode is None:
+            gym.logger.warn("HandCube.render() called without render_mode='rgb_array'")
+            return None
+        return np.concatenate(self.render_cameras(show_goal=True), axis=1)
+
+    def render_cameras(self, cameras: list[str] | None = None, show_goal: bool = False) -> list[np.ndarray]:
+        """One image per camera (the three pose cameras by default), goal marker hidden."""
+        if self._renderer is None:
+            self._renderer = self.sim.make_renderer(*self.render_size)
+        return self._renderer.render(0, cameras, show_goal=show_goal)
+
+    def close(self):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None

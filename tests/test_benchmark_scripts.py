@@ -1,0 +1,20 @@
+"""The benchmark scripts run and report the keys their claims are stated in (tiny settings)."""
+
+import importlib.util
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_env_throughput_reports_its_keys(capsys):
+    result = load("env_throughput").main(["--steps", "15", "--vec-steps", "3", "--n-envs", "4", "--repeats", "1"])
+    for key in ("physics_bound_steps_per_s", "single_env_steps_per_s", "vec_env_steps_per_s", "n_envs"):
+        assert result[key] > 0
+    assert result["env_matches_raw_physics_bitwise"] is True
