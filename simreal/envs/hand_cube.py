@@ -196,6 +196,7 @@ class HandCubeSim:
         self.steps_since_goal = np.zeros(n, dtype=np.int64)
         self.last_action = np.zeros((n, self.nu))
         self.rngs: list[np.random.Generator | None] = [None] * n
+        self.randomization = None  # a simreal.randomize.RandomizationStack, see set_randomization
         self._stage = int(mujoco.mjtStage.mjSTAGE_VEL)
         self._settle_substeps = int(round(config.settle_time / config.scene.timestep))
         self.state_layout = self._state_layout()
@@ -239,8 +240,19 @@ class HandCubeSim:
 
     # ------------------------------------------------------------------ reset
     def seed(self, i: int, seed: int | None) -> None:
-        """Restart copy i's task RNG stream from seed (None: fresh entropy)."""
+        """Restart copy i's task RNG stream, and each randomizer's, from seed (None: fresh entropy)."""
         self.rngs[i] = make_rng(seed, "task")
+        if self.randomization is not None:
+            self.randomization.seed(i, seed)
+
+    def set_randomization(self, spec) -> None:
+        """Bind a randomization spec (a RandomizationSpec or a YAML path); None removes it."""
+        from simreal.randomize.stack import RandomizationStack
+
+        if self.randomization is not None:
+            for name in list(self.randomization.names):
+                self.randomization.remove(name)
+        self.randomization = None if spec is None else RandomizationStack(spec, self, self.observation_space())
 
     def reset(self, ids: np.ndarray) -> None:
         """Start new episodes in copies ids (sorted): cube on the palm, new goal."""
@@ -249,6 +261,8 @@ class HandCubeSim:
             if self.rngs[i] is None:
                 self.seed(int(i), None)
         self.batch.reset(ids, stage=int(mujoco.mjtStage.mjSTAGE_NONE))
+        if self.randomization is not None:
+            self.randomization.on_reset(ids)  # physics first: the settle below runs on the new model
         for i in ids:
             rng = self.rngs[i]
             yaw = quat_from_axis_angle((0.0, 0.0, 1.0), rng.uniform(-np.pi, np.pi))
@@ -307,10 +321,14 @@ class HandCubeSim:
         """
         cfg = self.config
         a = self.action_to_unit(actions).reshape(self.n_envs, self.nu)
+        self.last_action[:] = a  # what the policy asked for, before any action noise
+        if self.randomization is not None:
+            a = self.randomization.on_action(a)
         center = self.qpos[:, self.act_qadr] if cfg.control == "relative" else self.ctrl_mid
         np.clip(center + a * self.ctrl_half, self.ctrl_low, self.ctrl_high, out=self.ctrl)
-        self.last_action[:] = a
         self.batch.step(nstep=cfg.substeps, stage=self._stage)
+        if self.randomization is not None:
+            self.randomization.on_step()
 
         dist = rotation_angle(self.object_quat(), self.goal)
         reward = self.prev_dist - dist
@@ -338,7 +356,7 @@ class HandCubeSim:
         state = np.concatenate(
             [q[:, self.hand_qadr], v[:, self.hand_dadr], obj_pos, obj_quat, v[:, d : d + 6], self.goal], axis=1
         )
-        return {
+        obs = {
             "fingertip_pos": self.site_xpos[:, self.tip_sites].reshape(n, 15).astype(np.float32),
             "object_pos": obj_pos.astype(np.float32),
             "object_quat": obj_quat.astype(np.float32),
@@ -347,6 +365,9 @@ class HandCubeSim:
             "last_action": self.last_action.astype(np.float32),
             STATE_KEY: state.astype(np.float32),
         }
+        if self.randomization is not None:
+            self.randomization.on_observation(obs)
+        return obs
 
     # -------------------------------------------------------------- rendering
     def make_renderer(self, height: int, width: int) -> "SceneRenderer":
@@ -393,16 +414,19 @@ class HandCubeEnv(gym.Env):
     ``consecutive_successes``, ``is_success``, ``rotation_distance``, ``dropped``.
 
     Keyword arguments are the fields of :class:`HandCubeConfig`, plus
-    ``render_mode`` (``"rgb_array"``: the cameras side by side) and
+    ``randomization`` (a YAML path or RandomizationSpec; the values sampled at
+    reset come back in ``info["randomization"]``), ``render_mode`` (``"rgb_array"``: the cameras side by side) and
     ``render_size`` (height, width) per camera.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 12.5}
 
-    def __init__(self, render_mode: str | None = None, render_size: tuple[int, int] = (240, 320), **kwargs: Any):
+    def __init__(self, render_mode: str | None = None, render_size: tuple[int, int] = (240, 320),
+                 randomization=None, **kwargs: Any):
         check_render_args(render_mode, render_size)
         self.config = HandCubeConfig.from_kwargs(**kwargs)
         self.sim = HandCubeSim(1, self.config)
+        self.sim.set_randomization(randomization)
         self.render_mode = render_mode
         self.render_size = tuple(int(s) for s in render_size)
         self.observation_space = self.sim.observation_space()
@@ -424,7 +448,7 @@ class HandCubeEnv(gym.Env):
         if seed is not None or self.sim.rngs[0] is None:
             self.sim.seed(0, seed)
         self.sim.reset(self._ids)
-        return self._obs(), self._info(is_success=False, dropped=False)
+        return self._obs(), self.reset_info()
 
     def step(self, action):
         reward, terminated, truncated, success, dropped = self.sim.step(np.asarray(action)[None])
@@ -433,6 +457,10 @@ class HandCubeEnv(gym.Env):
 
     def _obs(self) -> dict[str, np.ndarray]:
         return {k: v[0] for k, v in self.sim.observe().items()}
+
+    def reset_info(self) -> dict[str, Any]:
+        return dict(self._info(False, False), randomization=self.sim.randomization.info(0)
+                    if self.sim.randomization is not None else {})
 
     def _info(self, is_success: bool, dropped: bool) -> dict[str, Any]:
         return {

@@ -27,11 +27,12 @@ class HandCubeVecEnv(VecEnv):
         nthread: threads stepping them (default: every core).
         render_mode: ``"rgb_array"`` to enable ``get_images``/``render``.
         render_size: (height, width) of each camera view.
+        randomization: a YAML path or RandomizationSpec; each copy samples its own values.
         **kwargs: fields of :class:`HandCubeConfig`.
     """
 
     def __init__(self, n_envs: int, nthread: int | None = None, render_mode: str | None = None,
-                 render_size: tuple[int, int] = (240, 320), **kwargs: Any):
+                 render_size: tuple[int, int] = (240, 320), randomization=None, **kwargs: Any):
         check_render_args(render_mode, render_size)
         if not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
             raise ValueError(f"n_envs must be a positive integer; got {n_envs!r}")
@@ -41,6 +42,7 @@ class HandCubeVecEnv(VecEnv):
             raise ValueError(f"nthread must be a positive integer; got {nthread!r}")
         self.config = HandCubeConfig.from_kwargs(**kwargs)
         self.sim = HandCubeSim(n_envs, self.config, nthread=nthread)
+        self.sim.set_randomization(randomization)
         self.render_mode = render_mode
         self.render_size = render_size
         self._renderer = None
@@ -56,7 +58,7 @@ class HandCubeVecEnv(VecEnv):
         self._reset_seeds()
         self._reset_options()
         self.sim.reset(self._all)
-        self.reset_infos = [self._info(i, False, False) for i in range(self.num_envs)]
+        self.reset_infos = [self._reset_info(i) for i in range(self.num_envs)]
         return self.sim.observe()
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -76,10 +78,16 @@ class HandCubeVecEnv(VecEnv):
                 infos[i]["terminal_observation"] = {k: v[i].copy() for k, v in obs.items()}
                 infos[i]["TimeLimit.truncated"] = bool(truncated[i])
             self.sim.reset(ids)  # each copy continues its own RNG stream
+            for i in ids:
+                infos[i]["randomization"] = self._reset_info(i)["randomization"]
             fresh = self.sim.observe()
             for v, f in zip(obs.values(), fresh.values()):
                 v[ids] = f[ids]
         return obs, reward.astype(np.float32), done, infos
+
+    def _reset_info(self, i: int) -> dict[str, Any]:
+        stack = self.sim.randomization
+        return dict(self._info(i, False, False), randomization=stack.info(i) if stack is not None else {})
 
     def _info(self, i: int, is_success, dropped) -> dict[str, Any]:
         return {

@@ -1,0 +1,7 @@
+"""Domain randomization: YAML specs bound to simulations as stacks of randomizers."""
+
+from simreal.randomize.spec import RandomizationError, RandomizationSpec, Randomizer, json_schema, load_spec, parse_spec
+from simreal.randomize.stack import RandomizationStack
+
+__all__ = ["RandomizationError", "RandomizationSpec", "Randomizer", "RandomizationStack", "json_schema",
+           "load_spec", "parse_spec"]

@@ -1,0 +1,84 @@
+"""What every bound randomizer shares: its spec, one RNG stream per env copy, its last samples."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simreal.randomize.spec import Randomizer, RandomizationSpec
+from simreal.utils.seeding import make_rng
+
+OPERATIONS = {
+    "set": lambda nominal, x: np.broadcast_to(x, np.broadcast_shapes(np.shape(nominal), np.shape(x))).copy(),
+    "scale": lambda nominal, x: nominal * x,
+    "add": lambda nominal, x: nominal + x,
+}
+
+
+class BoundRandomizer:
+    """A randomizer from the YAML, bound to an N-copy simulation.
+
+    ``size`` is how many numbers one sample has (1 if shared by the selected
+    elements, else one per element). ``values`` holds each copy's current
+    sample, (n_envs, size). ``fixed`` (set by fixed-parameter mode) replaces
+    sampling with exact values.
+    """
+
+    def __init__(self, spec: Randomizer, file: RandomizationSpec, n_envs: int, size: int):
+        self.spec = spec
+        self.name = spec.name
+        self.family = spec.family
+        self.file = file
+        self.n_envs = n_envs
+        self.size = size if spec.per_element else 1
+        self.values = np.zeros((n_envs, self.size))
+        self.rngs = [make_rng(None, "randomizer", self.name) for _ in range(n_envs)]
+        self.fixed: np.ndarray | None = None
+        self._steps = np.zeros(n_envs, dtype=np.int64)
+
+    def error(self, key: str, message: str):
+        return self.file.error(f"{self.file.locate(self.name)}.{key}", message)
+
+    def seed(self, i: int, seed: int | None) -> None:
+        self.rngs[i] = make_rng(seed, "randomizer", self.name)
+
+    def draw(self, ids: np.ndarray) -> None:
+        """New samples for copies ids, each from its own stream (or the fixed values)."""
+        if self.fixed is not None:
+            self.values[ids] = self.fixed
+            return
+        for i in ids:
+            self.values[i] = self.spec.distribution.sample(self.rngs[i], (self.size,))
+
+    def set_fixed(self, value) -> None:
+        value = np.asarray(value, dtype=float).reshape(-1)
+        if value.size not in (1, self.size):
+            raise self.error("fixed", f"expected 1 or {self.size} values, got {value.size}")
+        self.fixed = np.broadcast_to(value, (self.size,)).copy()
+
+    # hooks; families override what they use
+    def on_reset(self, ids: np.ndarray) -> None:
+        self._steps[ids] = 0
+        self.draw(ids)
+        self.apply(ids)
+
+    def on_step(self) -> None:
+        """Advance one control step; resample where the period says so."""
+        period = self.spec.period
+        self._steps += 1
+        if period:
+            due = np.flatnonzero(self._steps % period == 0)
+            if len(due):
+                self.draw(due)
+                self.apply(due)
+
+    def apply(self, ids: np.ndarray) -> None:
+        """Push the current samples of copies ids into the simulation (physics) -- or nothing."""
+
+    def info(self, i: int):
+        v = self.values[i]
+        return float(v[0]) if self.size == 1 else v.tolist()
+
+    def describe(self) -> str:
+        r = self.spec
+        return (f"{self.name:<28} {self.family:<11} {r.operation:<5} {r.distribution.type:<11} "
+                f"{'episode' if r.period == 0 else f'every {r.period} step(s)':<16} size {self.size}")

@@ -1,0 +1,324 @@
+"""The randomization YAML: schema, loading (with ``extends``), one-line errors.
+
+A file is a list of randomizers. Each names one randomized quantity::
+
+    version: 1
+    extends: [base.yaml]            # merged first; an entry of the same name here replaces it
+    remove: [gravity]               # inherited entries to drop
+    randomizers:
+      - name: object_mass
+        target: {field: body_mass, names: [object]}   # MjModel field, rows by name globs
+        distribution: {type: uniform, low: 0.5, high: 1.5}
+        operation: scale            # set | scale | add, applied to the cached nominal value
+        resample: episode           # episode | step | {every_n_steps: N}
+        per_element: false          # one sample shared by the selected elements, or one each
+        source: "Dactyl Table 1"    # where the value comes from (free text)
+
+Targets: ``{field: NAME, names: [GLOB...], columns: [INT...]}`` (an MjModel
+array field, or ``opt.NAME`` for an MjOption field such as ``opt.gravity``),
+``{observation: KEY}`` (observation noise; the privileged state stays clean) and
+``{action: all | [ACTUATOR GLOB...]}`` (action noise).
+
+Every problem is reported as one line naming the file, the key path and what was
+expected: ``RandomizationError: dactyl.yaml: randomizers[2].distribution.low:
+Input should be a valid number (got 'abc')``.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+
+from simreal.randomize.distributions import DISTRIBUTION_TYPES, Distribution
+
+SHIPPED_DIR = pathlib.Path(__file__).resolve().parents[2] / "randomizations"
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
+
+
+class RandomizationError(ValueError):
+    """A randomization file (or its use with an env) is invalid. The message is one line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldTarget(_Strict):
+    """An MjModel array field (``body_mass``) or MjOption field (``opt.gravity``)."""
+
+    field: str = Field(min_length=1)
+    names: list[str] | None = Field(default=None, description="glob patterns over the names of the field's objects")
+    columns: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, description="components of each row")
+
+
+class ObservationTarget(_Strict):
+    """Noise on a policy observation key."""
+
+    observation: str = Field(min_length=1)
+
+
+class ActionTarget(_Strict):
+    """Noise on the action, all channels or those of actuators matching globs."""
+
+    action: Literal["all"] | list[str]
+
+
+def _target_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        for kind in ("field", "observation", "action"):
+            if kind in value:
+                return kind
+        return None
+    if isinstance(value, BaseModel):
+        return {FieldTarget: "field", ObservationTarget: "observation", ActionTarget: "action"}.get(type(value))
+    return None
+
+
+Target = Annotated[
+    Union[
+        Annotated[FieldTarget, Tag("field")],
+        Annotated[ObservationTarget, Tag("observation")],
+        Annotated[ActionTarget, Tag("action")],
+    ],
+    Discriminator(
+        _target_kind,
+        custom_error_type="target_kind",
+        custom_error_message="expected a mapping with one of the keys 'field', 'observation' or 'action'",
+    ),
+]
+
+
+class EveryNSteps(_Strict):
+    every_n_steps: int = Field(ge=1)
+
+
+def _resample_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "named"
+    if isinstance(value, (dict, EveryNSteps)):
+        return "every"
+    return None
+
+
+Resample = Annotated[
+    Union[Annotated[Literal["episode", "step"], Tag("named")], Annotated[EveryNSteps, Tag("every")]],
+    Discriminator(
+        _resample_kind,
+        custom_error_type="resample_kind",
+        custom_error_message="expected 'episode', 'step' or {every_n_steps: N}",
+    ),
+]
+
+
+class Randomizer(_Strict):
+    """One randomized quantity."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    target: Target
+    distribution: Distribution
+    operation: Literal["set", "scale", "add"]
+    resample: Resample = "episode"
+    per_element: bool = False
+    enabled: bool = True
+    source: str = ""
+
+    @property
+    def family(self) -> str:
+        return {FieldTarget: "physics", ObservationTarget: "observation", ActionTarget: "action"}[type(self.target)]
+
+    @property
+    def period(self) -> int:
+        """Steps between resamples; 0 for once per episode."""
+        if self.resample == "episode":
+            return 0
+        if self.resample == "step":
+            return 1
+        return self.resample.every_n_steps
+
+
+class RandomizationSpec(_Strict):
+    """A whole randomization file, after ``extends`` and ``remove`` are resolved."""
+
+    version: Literal[1] = 1
+    description: str = ""
+    extends: list[str] = Field(default_factory=list, description="files merged first, relative to this file")
+    remove: list[str] = Field(default_factory=list, description="names of inherited randomizers to drop")
+    randomizers: list[Randomizer] = Field(default_factory=list)
+    _source: str = PrivateAttr(default="<memory>")
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        seen = set()
+        for i, r in enumerate(self.randomizers):
+            if r.name in seen:
+                raise ValueError(f"randomizers[{i}].name: duplicate name {r.name!r}")
+            seen.add(r.name)
+        return self
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    def enabled(self) -> list[Randomizer]:
+        return [r for r in self.randomizers if r.enabled]
+
+    def error(self, where: str, message: str) -> RandomizationError:
+        """A one-line error about this spec at key path `where`."""
+        return RandomizationError(f"{self._source}: {where}: {message}")
+
+    def locate(self, name: str) -> str:
+        for i, r in enumerate(self.randomizers):
+            if r.name == name:
+                return f"randomizers[{i}] ({name})"
+        return name
+
+
+_TAGS = DISTRIBUTION_TYPES + ("field", "observation", "action", "named", "every")
+
+
+def _format_loc(loc: tuple, data: Any) -> str:
+    parts: list[str] = []
+    node = data
+    skip_tag = False
+    for item in loc:
+        if skip_tag and isinstance(item, str) and item in _TAGS:
+            skip_tag = False
+            continue  # a union's tag, not a key of the file
+        skip_tag = item in ("distribution", "target", "resample")
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+            label = None
+            if isinstance(node, list) and 0 <= item < len(node):
+                node = node[item]
+                if isinstance(node, dict) and isinstance(node.get("name"), str):
+                    label = node["name"]
+            if label and parts[:-1] == ["randomizers"]:
+                parts[-1] += f" ({label})"
+        else:
+            parts.append(("." if parts else "") + str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return "".join(parts) or "(top level)"
+
+
+def _one_line(source: str, exc: ValidationError, data: Any) -> RandomizationError:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    msg = first["msg"]
+    if first["type"] == "resample_kind" or first["type"] == "literal_error" and "resample" in first["loc"]:
+        msg = "expected 'episode', 'step' or {every_n_steps: N}"
+    elif first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif first["type"] == "missing":
+        msg = "required key is missing"
+    elif first["type"].startswith("value_error"):
+        msg = msg.removeprefix("Value error, ")
+    inp = first.get("input")
+    got = ""
+    if first["type"] not in ("missing", "extra_forbidden") and isinstance(inp, (str, int, float, bool)) or inp is None:
+        if first["type"] != "missing":
+            got = f" (got {inp!r})"
+    more = f" (+{len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    loc = _format_loc(tuple(first["loc"]), data)
+    nested = re.match(r"^(randomizers\[\d+\][.\w]*): (.*)$", msg)
+    if not first["loc"] and nested:  # a whole-file check that names its own key path
+        loc, msg = nested.groups()
+    text = f"{source}: {loc}: {msg}{got}{more}".replace("\n", " ")
+    return RandomizationError(re.sub(r"\s+", " ", text))
+
+
+def parse_spec(data: Any, source: str = "<memory>") -> RandomizationSpec:
+    """Validate already-loaded YAML data (no ``extends`` resolution)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RandomizationError(f"{source}: (top level): expected a mapping with a 'randomizers' list, "
+                                 f"got {type(data).__name__}")
+    try:
+        spec = RandomizationSpec.model_validate(data)
+    except ValidationError as exc:
+        raise _one_line(source, exc, data) from None
+    spec._source = source
+    return spec
+
+
+def _read_yaml(path: pathlib.Path) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise RandomizationError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise RandomizationError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RandomizationError(f"{path}{where}: invalid YAML: {problem}") from None
+
+
+def resolve_path(name: str | pathlib.Path, relative_to: pathlib.Path | None = None) -> pathlib.Path:
+    """A file path as given, relative to an including file, or a shipped file by bare name."""
+    path = pathlib.Path(name)
+    candidates = [path] if path.is_absolute() else []
+    if not path.is_absolute():
+        if relative_to is not None:
+            candidates.append(relative_to / path)
+        candidates += [pathlib.Path.cwd() / path, SHIPPED_DIR / path]
+        if not path.suffix:
+            candidates.append(SHIPPED_DIR / f"{name}.yaml")
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    return candidates[0] if candidates else path
+
+
+def load_spec(path: str | pathlib.Path, _chain: tuple[pathlib.Path, ...] = ()) -> RandomizationSpec:
+    """Load, resolve ``extends`` (depth first, in order) and ``remove``, and validate a file.
+
+    A randomizer in the including file replaces an inherited one of the same
+    name in place; new ones are appended.
+    """
+    file = resolve_path(path).resolve() if not _chain else pathlib.Path(path).resolve()
+    if file in _chain:
+        cycle = " -> ".join(p.name for p in (*_chain, file))
+        raise RandomizationError(f"{_chain[-1]}: extends: circular include ({cycle})")
+    data = _read_yaml(file)
+    spec = parse_spec(data, str(file))
+    merged: dict[str, Randomizer] = {}
+    for i, parent_name in enumerate(spec.extends):
+        parent_path = resolve_path(parent_name, file.parent)
+        if not parent_path.is_file():
+            raise RandomizationError(f"{file}: extends[{i}]: file {parent_name!r} not found")
+        for r in load_spec(parent_path, (*_chain, file)).randomizers:
+            merged[r.name] = r
+    for i, name in enumerate(spec.remove):
+        if name not in merged:
+            raise RandomizationError(f"{file}: remove[{i}]: no inherited randomizer named {name!r}")
+        del merged[name]
+    for r in spec.randomizers:
+        merged[r.name] = r
+    resolved = RandomizationSpec(version=spec.version, description=spec.description, randomizers=list(merged.values()))
+    resolved._source = str(file)
+    return resolved
+
+
+def json_schema() -> dict:
+    """JSON Schema of the file format, for editors (completion and checking)."""
+    schema = RandomizationSpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "simreal randomization file"
+    return schema
