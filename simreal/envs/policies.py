@@ -41,7 +41,7 @@ class HoldPolicy:
         if self.config.control == "relative":
             a = (self.pose - q) / self.half
         else:
-            a = (self.pose - self.mid) / self.half + 0.0 * q
+            a = np.broadcast_to((self.pose - self.mid) / self.half, q.shape).copy()
         if self.noise:
             a = a + self.noise * self.rng.standard_normal(a.shape)
         a = np.clip(a, -1.0, 1.0)

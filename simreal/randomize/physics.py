@@ -111,7 +111,7 @@ class FieldRandomizer(BoundRandomizer):
         self._kp = None
         if f == "actuator_gainprm" and 0 in self.cols:
             positional = np.isclose(m.actuator_biasprm[self.rows, 1], -m.actuator_gainprm[self.rows, 0])
-            self._kp = self.rows[positional], positional
+            self._kp = self.rows[positional]
 
     def _table(self) -> np.ndarray:
         """The expanded field as a live (n_envs, rows, columns) view."""
@@ -160,7 +160,7 @@ class FieldRandomizer(BoundRandomizer):
                     rbound[ids, row] = np.hypot(s[:, 0], s[:, 1])
                     aabb[ids, row, 3:] = np.stack([s[:, 0], s[:, 0], s[:, 1]], -1)
         if self._kp is not None:
-            rows, _ = self._kp
+            rows = self._kp
             gain = self.batch.expand("actuator_gainprm")
             self.batch.expand("actuator_biasprm")[np.ix_(ids, rows, [1])] = -gain[np.ix_(ids, rows, [0])]
 
