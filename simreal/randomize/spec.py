@@ -226,10 +226,8 @@ def _one_line(source: str, exc: ValidationError, data: Any) -> RandomizationErro
     elif first["type"].startswith("value_error"):
         msg = msg.removeprefix("Value error, ")
     inp = first.get("input")
-    got = ""
-    if first["type"] not in ("missing", "extra_forbidden") and isinstance(inp, (str, int, float, bool)) or inp is None:
-        if first["type"] != "missing":
-            got = f" (got {inp!r})"
+    shows_input = first["type"] not in ("missing", "extra_forbidden") and (inp is None or isinstance(inp, (str, int, float)))
+    got = f" (got {inp!r})" if shows_input else ""
     more = f" (+{len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     loc = _format_loc(tuple(first["loc"]), data)
     nested = re.match(r"^(randomizers\[\d+\][.\w]*): (.*)$", msg)
