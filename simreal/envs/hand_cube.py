@@ -38,6 +38,7 @@ from simreal.utils.rotations import (
     quat_from_axis_angle,
     quat_mul,
     quat_normalize,
+    quat_rotate,
     random_quat,
     rotation_angle,
 )
@@ -188,6 +189,15 @@ class HandCubeSim:
         self.ctrl = self.batch.bind("ctrl")
         self.mocap_quat = self.batch.bind("mocap_quat")
         self.site_xpos = self.batch.bind("site_xpos")
+        self.xfrc_applied = self.batch.bind("xfrc_applied")
+        self.control_dt = config.control_dt
+        self.timestep = config.scene.timestep
+        # motion-capture markers (marker_freeze): the fingertips and the cube, as the observation keys they feed
+        self.markers = [(name, [("fingertip_pos", slice(3 * k, 3 * k + 3))])
+                        for k, name in enumerate(scene_mod.FINGERTIP_SITES)]
+        self.markers.append((scene_mod.OBJECT_BODY, [("object_pos", slice(0, 3)), ("object_quat", slice(0, 4))]))
+        self._object_half = m.geom_size[m.geom(scene_mod.OBJECT_GEOM).id].copy()
+        self._diag = np.arange(len(scene_mod.FINGERTIP_SITES))
 
         n = self.n_envs
         self.goal = np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))
@@ -195,8 +205,10 @@ class HandCubeSim:
         self.consecutive_successes = np.zeros(n, dtype=np.int64)
         self.steps_since_goal = np.zeros(n, dtype=np.int64)
         self.last_action = np.zeros((n, self.nu))
+        self.episode_return = np.zeros(n)
         self.rngs: list[np.random.Generator | None] = [None] * n
         self.randomization = None  # a simreal.randomize.RandomizationStack, see set_randomization
+        self.randomization_in_state = False  # append the sampled values to the privileged state
         self._stage = int(mujoco.mjtStage.mjSTAGE_VEL)
         self._settle_substeps = int(round(config.settle_time / config.scene.timestep))
         self.state_layout = self._state_layout()
@@ -212,6 +224,8 @@ class HandCubeSim:
             ("object_angvel", 3),
             ("goal_quat", 4),
         ]
+        if self.randomization_in_state and self.randomization is not None:
+            sizes.append(("randomization", self.randomization.privileged_size))
         layout, start = {}, 0
         for name, size in sizes:
             layout[name] = slice(start, start + size)
@@ -245,14 +259,24 @@ class HandCubeSim:
         if self.randomization is not None:
             self.randomization.seed(i, seed)
 
-    def set_randomization(self, spec) -> None:
-        """Bind a randomization spec (a RandomizationSpec or a YAML path); None removes it."""
+    def set_randomization(self, spec, in_state: bool = False) -> None:
+        """Bind a randomization spec (a RandomizationSpec or a YAML path); None removes it.
+
+        ``in_state`` appends every sampled value to the privileged ``state``
+        (layout entry ``"randomization"``, in the stack's order).
+        """
         from simreal.randomize.stack import RandomizationStack
 
         if self.randomization is not None:
             for name in list(self.randomization.names):
                 self.randomization.remove(name)
+        self.randomization_in_state = False
+        self.state_layout = self._state_layout()
         self.randomization = None if spec is None else RandomizationStack(spec, self, self.observation_space())
+        if self.randomization is not None and self.randomization.adr is not None:
+            self.randomization.adr.check_metric(("return", "consecutive_successes"))
+        self.randomization_in_state = bool(in_state)
+        self.state_layout = self._state_layout()
 
     def reset(self, ids: np.ndarray) -> None:
         """Start new episodes in copies ids (sorted): cube on the palm, new goal."""
@@ -279,6 +303,7 @@ class HandCubeSim:
         self.consecutive_successes[ids] = 0
         self.steps_since_goal[ids] = 0
         self.last_action[ids] = 0.0
+        self.episode_return[ids] = 0.0
         self._new_goals(ids)
 
     def _hold_pose(self, ids: np.ndarray) -> None:
@@ -322,13 +347,21 @@ class HandCubeSim:
         cfg = self.config
         a = self.action_to_unit(actions).reshape(self.n_envs, self.nu)
         self.last_action[:] = a  # what the policy asked for, before any action noise
-        if self.randomization is not None:
-            a = self.randomization.on_action(a)
+        rnd = self.randomization
+        if rnd is not None:
+            a = rnd.on_action(a)
         center = self.qpos[:, self.act_qadr] if cfg.control == "relative" else self.ctrl_mid
-        np.clip(center + a * self.ctrl_half, self.ctrl_low, self.ctrl_high, out=self.ctrl)
-        self.batch.step(nstep=cfg.substeps, stage=self._stage)
-        if self.randomization is not None:
-            self.randomization.on_step()
+        cmd = np.clip(center + a * self.ctrl_half, self.ctrl_low, self.ctrl_high)
+        if rnd is None:
+            self.ctrl[:] = cmd
+            self.batch.step(nstep=cfg.substeps, stage=self._stage)
+        else:
+            cmd = rnd.on_ctrl(cmd, self.ctrl_low, self.ctrl_high)
+            rnd.before_physics(cfg.control_dt)
+            for nstep, ctrl in rnd.segments(cmd, self.ctrl, cfg.substeps, self.timestep, self.ctrl_low, self.ctrl_high):
+                self.ctrl[:] = ctrl
+                self.batch.step(nstep=nstep, stage=self._stage)
+            rnd.on_step()
 
         dist = rotation_angle(self.object_quat(), self.goal)
         reward = self.prev_dist - dist
@@ -345,29 +378,61 @@ class HandCubeSim:
             reward[dropped] += cfg.drop_penalty
         terminated = dropped | (self.consecutive_successes >= cfg.max_consecutive_successes)
         truncated = (self.steps_since_goal >= cfg.timeout_steps) & ~terminated
+        self.episode_return += reward
+        if rnd is not None and rnd.adr is not None:
+            done = np.flatnonzero(terminated | truncated)
+            if len(done):
+                rnd.on_episode_end(done, self.episode_metric(rnd.adr.metric)[done])
         return reward, terminated, truncated, success, dropped
 
+    def episode_metric(self, name: str) -> np.ndarray:
+        """Per-copy performance of the running episodes: ``return`` or ``consecutive_successes``."""
+        return self.episode_return.copy() if name == "return" else self.consecutive_successes.astype(float)
+
+    def marker_occlusion(self, distance: np.ndarray) -> np.ndarray:
+        """(n, markers) bool: a fingertip closer than distance to another fingertip or to the cube's surface."""
+        tips = self.site_xpos[:, self.tip_sites]  # (n, 5, 3)
+        diff = tips[:, :, None] - tips[:, None]
+        gaps = np.einsum("nijk,nijk->nij", diff, diff)
+        gaps[:, self._diag, self._diag] = np.inf
+        o = self.obj_qadr
+        rel = tips - self.qpos[:, None, o : o + 3]
+        local = quat_rotate(quat_conj(self.qpos[:, None, o + 3 : o + 7]), rel)  # mj keeps the free-joint quat unit
+        outside = np.maximum(np.abs(local) - self._object_half, 0.0)
+        d2 = np.minimum(gaps.min(axis=-1), np.einsum("nik,nik->ni", outside, outside))
+        near = d2 < np.square(distance[:, : len(self.tip_sites)])
+        return np.concatenate([near, np.zeros((self.n_envs, 1), dtype=bool)], axis=1)  # the cube marker is never occluded
+
     # ------------------------------------------------------------ observation
-    def observe(self) -> dict[str, np.ndarray]:
-        """Observations of every copy, as fresh float32 arrays (n, ...)."""
+    def observe(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Observations of every copy, as fresh float32 arrays (n, ...).
+
+        With ``rows``, only those copies' observations are valid and only their
+        randomization state advances (used after a partial reset).
+        """
         n, q, v, o, d = self.n_envs, self.qpos, self.qvel, self.obj_qadr, self.obj_dadr
         obj_quat = quat_canonical(self.object_quat())
         obj_pos = q[:, o : o + 3]
-        state = np.concatenate(
-            [q[:, self.hand_qadr], v[:, self.hand_dadr], obj_pos, obj_quat, v[:, d : d + 6], self.goal], axis=1
-        )
+        parts = [q[:, self.hand_qadr], v[:, self.hand_dadr], obj_pos, obj_quat, v[:, d : d + 6], self.goal]
+        rnd = self.randomization
+        if self.randomization_in_state and rnd is not None:
+            parts.append(rnd.privileged())
         obs = {
             "fingertip_pos": self.site_xpos[:, self.tip_sites].reshape(n, 15).astype(np.float32),
             "object_pos": obj_pos.astype(np.float32),
             "object_quat": obj_quat.astype(np.float32),
             "goal_quat": self.goal.astype(np.float32),
-            "relative_quat": quat_canonical(quat_mul(self.goal, quat_conj(obj_quat))).astype(np.float32),
             "last_action": self.last_action.astype(np.float32),
-            STATE_KEY: state.astype(np.float32),
         }
-        if self.randomization is not None:
-            self.randomization.on_observation(obs)
-        return obs
+        if rnd is not None:
+            rnd.on_observation(obs, rows)  # measured keys: noise, then marker freeze
+        relative = quat_canonical(quat_mul(self.goal, quat_conj(obs["object_quat"].astype(np.float64))))
+        derived = {"relative_quat": relative.astype(np.float32)}
+        if rnd is not None:
+            rnd.on_observation(derived, rows)  # noise aimed at the derived key itself
+        obs["relative_quat"] = derived["relative_quat"]
+        obs[STATE_KEY] = np.concatenate(parts, axis=1).astype(np.float32)
+        return {k: obs[k] for k in POLICY_KEYS + (STATE_KEY,)}
 
     # -------------------------------------------------------------- rendering
     def make_renderer(self, height: int, width: int) -> "SceneRenderer":
@@ -415,18 +480,19 @@ class HandCubeEnv(gym.Env):
 
     Keyword arguments are the fields of :class:`HandCubeConfig`, plus
     ``randomization`` (a YAML path or RandomizationSpec; the values sampled at
-    reset come back in ``info["randomization"]``), ``render_mode`` (``"rgb_array"``: the cameras side by side) and
-    ``render_size`` (height, width) per camera.
+    reset come back in ``info["randomization"]``), ``randomization_in_state``
+    (also append them to the privileged ``state``), ``render_mode``
+    (``"rgb_array"``: the cameras side by side) and ``render_size`` (height, width) per camera.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 12.5}
 
     def __init__(self, render_mode: str | None = None, render_size: tuple[int, int] = (240, 320),
-                 randomization=None, **kwargs: Any):
+                 randomization=None, randomization_in_state: bool = False, **kwargs: Any):
         check_render_args(render_mode, render_size)
         self.config = HandCubeConfig.from_kwargs(**kwargs)
         self.sim = HandCubeSim(1, self.config)
-        self.sim.set_randomization(randomization)
+        self.sim.set_randomization(randomization, in_state=randomization_in_state)
         self.render_mode = render_mode
         self.render_size = tuple(int(s) for s in render_size)
         self.observation_space = self.sim.observation_space()
@@ -459,8 +525,11 @@ class HandCubeEnv(gym.Env):
         return {k: v[0] for k, v in self.sim.observe().items()}
 
     def reset_info(self) -> dict[str, Any]:
-        return dict(self._info(False, False), randomization=self.sim.randomization.info(0)
-                    if self.sim.randomization is not None else {})
+        rnd = self.sim.randomization
+        info = dict(self._info(False, False), randomization=rnd.info(0) if rnd is not None else {})
+        if rnd is not None and rnd.adr is not None:
+            info["adr"] = rnd.adr.stats()
+        return info
 
     def _info(self, is_success: bool, dropped: bool) -> dict[str, Any]:
         return {

@@ -28,11 +28,13 @@ class HandCubeVecEnv(VecEnv):
         render_mode: ``"rgb_array"`` to enable ``get_images``/``render``.
         render_size: (height, width) of each camera view.
         randomization: a YAML path or RandomizationSpec; each copy samples its own values.
+        randomization_in_state: also append the sampled values to the privileged ``state``.
         **kwargs: fields of :class:`HandCubeConfig`.
     """
 
     def __init__(self, n_envs: int, nthread: int | None = None, render_mode: str | None = None,
-                 render_size: tuple[int, int] = (240, 320), randomization=None, **kwargs: Any):
+                 render_size: tuple[int, int] = (240, 320), randomization=None,
+                 randomization_in_state: bool = False, **kwargs: Any):
         check_render_args(render_mode, render_size)
         if not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
             raise ValueError(f"n_envs must be a positive integer; got {n_envs!r}")
@@ -42,7 +44,7 @@ class HandCubeVecEnv(VecEnv):
             raise ValueError(f"nthread must be a positive integer; got {nthread!r}")
         self.config = HandCubeConfig.from_kwargs(**kwargs)
         self.sim = HandCubeSim(n_envs, self.config, nthread=nthread)
-        self.sim.set_randomization(randomization)
+        self.sim.set_randomization(randomization, in_state=randomization_in_state)
         self.render_mode = render_mode
         self.render_size = render_size
         self._renderer = None
@@ -79,15 +81,18 @@ class HandCubeVecEnv(VecEnv):
                 infos[i]["TimeLimit.truncated"] = bool(truncated[i])
             self.sim.reset(ids)  # each copy continues its own RNG stream
             for i in ids:
-                infos[i]["randomization"] = self._reset_info(i)["randomization"]
-            fresh = self.sim.observe()
+                infos[i].update({k: v for k, v in self._reset_info(i).items() if k in ("randomization", "adr")})
+            fresh = self.sim.observe(ids)
             for v, f in zip(obs.values(), fresh.values()):
                 v[ids] = f[ids]
         return obs, reward.astype(np.float32), done, infos
 
     def _reset_info(self, i: int) -> dict[str, Any]:
         stack = self.sim.randomization
-        return dict(self._info(i, False, False), randomization=stack.info(i) if stack is not None else {})
+        info = dict(self._info(i, False, False), randomization=stack.info(i) if stack is not None else {})
+        if stack is not None and stack.adr is not None:
+            info["adr"] = stack.adr.stats()
+        return info
 
     def _info(self, i: int, is_success, dropped) -> dict[str, Any]:
         return {

@@ -20,7 +20,9 @@ class BoundRandomizer:
     ``size`` is how many numbers one sample has (1 if shared by the selected
     elements, else one per element). ``values`` holds each copy's current
     sample, (n_envs, size). ``fixed`` (set by fixed-parameter mode) replaces
-    sampling with exact values.
+    sampling with exact values. ``distribution`` starts as the YAML's and is
+    what ADR widens or narrows; ``pinned`` holds per-copy values ADR fixes for
+    one episode (a range boundary).
     """
 
     def __init__(self, spec: Randomizer, file: RandomizationSpec, n_envs: int, size: int):
@@ -33,7 +35,11 @@ class BoundRandomizer:
         self.values = np.zeros((n_envs, self.size))
         self.rngs = [make_rng(None, "randomizer", self.name) for _ in range(n_envs)]
         self.fixed: np.ndarray | None = None
+        self.distribution = spec.distribution
+        self.pinned: dict[int, float] = {}
         self._steps = np.zeros(n_envs, dtype=np.int64)
+        self._all = np.arange(n_envs)
+        self._uniforms = np.empty((n_envs, self.size))
 
     def error(self, key: str, message: str):
         return self.file.error(f"{self.file.locate(self.name)}.{key}", message)
@@ -46,8 +52,17 @@ class BoundRandomizer:
         if self.fixed is not None:
             self.values[ids] = self.fixed
             return
+        if len(ids) == 0:
+            return
+        u = self._uniforms
         for i in ids:
-            self.values[i] = self.spec.distribution.sample(self.rngs[i], (self.size,))
+            self.rngs[i].random(out=u[i])  # each copy from its own stream, drawn even when pinned
+        self.values[ids] = self.distribution.from_uniform(u[ids])
+        if self.pinned:
+            for i in ids:
+                pin = self.pinned.get(int(i))
+                if pin is not None:
+                    self.values[i] = pin
 
     def set_fixed(self, value) -> None:
         value = np.asarray(value, dtype=float).reshape(-1)
@@ -64,8 +79,11 @@ class BoundRandomizer:
     def on_step(self) -> None:
         """Advance one control step; resample where the period says so."""
         period = self.spec.period
-        self._steps += 1
-        if period:
+        if period == 1:
+            self.draw(self._all)
+            self.apply(self._all)
+        elif period:
+            self._steps += 1
             due = np.flatnonzero(self._steps % period == 0)
             if len(due):
                 self.draw(due)
@@ -80,5 +98,5 @@ class BoundRandomizer:
 
     def describe(self) -> str:
         r = self.spec
-        return (f"{self.name:<28} {self.family:<11} {r.operation:<5} {r.distribution.type:<11} "
+        return (f"{self.name:<28} {self.family:<11} {r.operation:<5} {self.distribution.type:<11} "
                 f"{'episode' if r.period == 0 else f'every {r.period} step(s)':<16} size {self.size}")

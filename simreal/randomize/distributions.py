@@ -1,6 +1,10 @@
 """Distributions a randomization YAML can name, as validated pydantic models.
 
-Each has ``sample(rng, shape) -> np.ndarray`` (float64) and ``support()``.
+Every law is sampled by inverse CDF: ``from_uniform(u)`` maps uniforms in
+[0, 1) to samples, and ``sample(rng, shape)`` is ``from_uniform(rng.random(shape))``.
+One uniform per number keeps each RNG stream's position independent of the
+law, and lets a randomizer draw the uniforms of many env copies (each from its
+own stream) and transform them in one vectorized call.
 """
 
 from __future__ import annotations
@@ -9,13 +13,22 @@ from typing import Annotated, Literal, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scipy import stats
+from scipy import special, stats
+
+
+def _open(u: np.ndarray) -> np.ndarray:
+    """u kept off 0 and 1, where the normal quantile is infinite (rng.random can return exactly 0)."""
+    return np.clip(u, 1e-300, np.nextafter(1.0, 0.0))
 
 
 class _Dist(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...] = ()) -> np.ndarray:
+        return self.from_uniform(rng.random(shape))
+
+    def from_uniform(self, u: np.ndarray) -> np.ndarray:
+        """Samples from uniforms u in [0, 1) (same shape, float64)."""
         raise NotImplementedError
 
     def scipy(self):
@@ -40,8 +53,8 @@ class Uniform(_Interval):
     low: float
     high: float
 
-    def sample(self, rng, shape=()):
-        return rng.uniform(self.low, self.high, shape)
+    def from_uniform(self, u):
+        return self.low + (self.high - self.low) * u
 
     def scipy(self):
         return stats.uniform(self.low, self.high - self.low)
@@ -54,8 +67,9 @@ class LogUniform(_Interval):
     low: float = Field(gt=0)
     high: float = Field(gt=0)
 
-    def sample(self, rng, shape=()):
-        return np.exp(rng.uniform(np.log(self.low), np.log(self.high), shape))
+    def from_uniform(self, u):
+        lo = np.log(self.low)
+        return np.exp(lo + (np.log(self.high) - lo) * u)
 
     def scipy(self):
         return stats.loguniform(self.low, self.high)
@@ -66,15 +80,20 @@ class Normal(_Dist):
     mean: float = 0.0
     std: float = Field(ge=0)
 
-    def sample(self, rng, shape=()):
-        return rng.normal(self.mean, self.std, shape)
+    def from_uniform(self, u):
+        return self.mean + self.std * special.ndtri(_open(u))
 
     def scipy(self):
         return stats.norm(self.mean, self.std)
 
 
 class TruncNormal(_Dist):
-    """Normal(mean, std) restricted to [low, high] (inverse-CDF sampling: exact, no rejection loop)."""
+    """Normal(mean, std) restricted to [low, high] (inverse-CDF sampling: exact, no rejection loop).
+
+    Sampling uses the standard normal CDF and its inverse as ufuncs (a few
+    microseconds a draw, so it can be resampled every step); intervals in the
+    upper tail are mirrored to the lower one, where the CDF keeps its precision.
+    """
 
     type: Literal["truncnormal"]
     mean: float = 0.0
@@ -92,8 +111,16 @@ class TruncNormal(_Dist):
         a, b = (self.low - self.mean) / self.std, (self.high - self.mean) / self.std
         return stats.truncnorm(a, b, loc=self.mean, scale=self.std)
 
-    def sample(self, rng, shape=()):
-        return np.clip(self.scipy().ppf(rng.uniform(size=shape)), self.low, self.high)
+    def from_uniform(self, u):
+        a, b = (self.low - self.mean) / self.std, (self.high - self.mean) / self.std
+        flip = a > 0  # mirror an upper-tail interval
+        if flip:
+            a, b = -b, -a
+        lo, hi = special.ndtr(a), special.ndtr(b)
+        z = special.ndtri(_open(lo + u * (hi - lo)))
+        if flip:
+            z = -z
+        return np.clip(self.mean + self.std * z, self.low, self.high)
 
 
 class Choice(_Dist):
@@ -116,8 +143,9 @@ class Choice(_Dist):
         w = np.ones(len(self.values)) if self.weights is None else np.asarray(self.weights, float)
         return w / w.sum()
 
-    def sample(self, rng, shape=()):
-        return np.asarray(self.values, float)[rng.choice(len(self.values), size=shape, p=self.probabilities())]
+    def from_uniform(self, u):
+        edges = np.cumsum(self.probabilities())[:-1]
+        return np.asarray(self.values, float)[np.searchsorted(edges, u, side="right")]
 
     def scipy(self):
         return stats.rv_discrete(values=(np.arange(len(self.values)), self.probabilities()))
@@ -127,8 +155,8 @@ class Constant(_Dist):
     type: Literal["constant"]
     value: float
 
-    def sample(self, rng, shape=()):
-        return np.full(shape, self.value, dtype=float)
+    def from_uniform(self, u):
+        return np.full(np.shape(u), self.value, dtype=float)
 
 
 Distribution = Annotated[

@@ -8,7 +8,8 @@ nothing compounds across episodes. Derived quantities follow:
 * ``geom_size`` of primitives -> ``geom_rbound`` and ``geom_aabb``;
 * position-actuator gains ``actuator_gainprm[:, 0]`` -> ``actuator_biasprm[:, 1] = -kp``;
 * ``jnt_range`` with both limits randomized -> kept ordered (lower <= upper);
-* any field ``mj_setConst`` reads, and every ``opt.*`` field -> ``set_const`` for those copies.
+* any field ``mj_setConst`` reads, and the ``opt.*`` solver settings -> ``set_const`` for those copies
+  (physical constants such as ``opt.timestep`` and ``opt.gravity`` need none).
 No recompiling: a reset's randomization costs microseconds, not the ~40 ms of a compile.
 """
 
@@ -38,6 +39,9 @@ _PREFIX_OBJ = (
     ("sensor_", mujoco.mjtObj.mjOBJ_SENSOR),
 )
 _SETCONST = frozenset(mujoco.MjModel._setconst_inputs)
+# MjOption fields that only enter the dynamics, not what mj_setConst derives: no set_const per write
+# (timestep jitter resamples every step, so this matters).
+_OPT_NO_SETCONST = frozenset({"opt.timestep", "opt.gravity", "opt.wind", "opt.magnetic", "opt.density", "opt.viscosity"})
 
 
 def _row_names(model: mujoco.MjModel, field: str, nrows: int) -> list[str]:
@@ -95,7 +99,7 @@ class FieldRandomizer(BoundRandomizer):
         self._shape = full.shape
         self.nominal = full[np.ix_(rows, cols)].astype(float).copy()
         self.op = OPERATIONS[spec.operation]
-        self.needs_setconst = field.startswith("opt.") or field in _SETCONST
+        self.needs_setconst = (field.startswith("opt.") and field not in _OPT_NO_SETCONST) or field in _SETCONST
         self._model = model
         super().__init__(spec, file, sim.n_envs, self.nominal.size)
         self._prepare_derived()

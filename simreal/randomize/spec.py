@@ -76,14 +76,77 @@ class ActionTarget(_Strict):
     action: Literal["all"] | list[str]
 
 
+# effect -> its parameters, each with its nominal value (the effect is off at the nominal).
+EFFECT_PARAMS: dict[str, dict[str, float]] = {
+    "backlash": {"width": 0.0},
+    "action_delay": {"delay": 0.0},
+    "marker_freeze": {"rate": 0.0, "duration": 0.0, "occlusion_distance": 0.0},
+    "object_force": {"probability": 0.0, "scale": 0.0, "decay_time": 1.0},
+}
+
+
+class EffectTarget(_Strict):
+    """A parameter of an unmodeled effect, for the elements whose names match (all if omitted).
+
+    backlash.width (rad, per actuator), action_delay.delay (s, per actuator),
+    marker_freeze.rate (1/s), .duration (s, mean), .occlusion_distance (m) (per marker),
+    object_force.probability (per control step), .scale (N per kg of nominal mass, std),
+    .decay_time (s) (per body). Unnamed actuators are named ``actuator<i>``.
+    """
+
+    effect: Literal["backlash", "action_delay", "marker_freeze", "object_force"]
+    param: str = Field(min_length=1)
+    names: list[str] | None = Field(default=None, description="glob patterns over the effect's element names")
+
+    @model_validator(mode="after")
+    def _known_param(self):
+        known = EFFECT_PARAMS[self.effect]
+        if self.param not in known:
+            raise ValueError(f"effect {self.effect!r} has parameters {', '.join(known)}; got {self.param!r}")
+        return self
+
+
+class AdrSettings(_Strict):
+    """Automatic domain randomization of one randomizer's uniform range (OpenAI 2019)."""
+
+    step: float = Field(gt=0, description="how much a boundary moves per update")
+    limits: tuple[float, float] = Field(description="the range never grows past [low, high]")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if not self.limits[0] <= self.limits[1]:
+            raise ValueError(f"limits must be [low, high] with low <= high; got {list(self.limits)}")
+        return self
+
+
+class AdrConfig(_Strict):
+    """File-wide ADR settings: what performance is measured and when boundaries move."""
+
+    metric: str = Field(default="return", description="'return' or a key of the episode's last info")
+    thresholds: tuple[float, float] = Field(description="[low, high]: narrow below low, widen at or above high")
+    buffer_size: int = Field(default=20, ge=1, description="episodes per boundary before a decision")
+    boundary_probability: float = Field(default=0.5, ge=0.0, le=1.0,
+                                        description="chance that an episode pins one parameter at a boundary")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if not self.thresholds[0] <= self.thresholds[1]:
+            raise ValueError(f"thresholds must be [low, high] with low <= high; got {list(self.thresholds)}")
+        return self
+
+
+_TARGET_CLASSES = {FieldTarget: "field", ObservationTarget: "observation", ActionTarget: "action",
+                   EffectTarget: "effect"}
+
+
 def _target_kind(value: Any) -> str | None:
     if isinstance(value, dict):
-        for kind in ("field", "observation", "action"):
+        for kind in _TARGET_CLASSES.values():
             if kind in value:
                 return kind
         return None
     if isinstance(value, BaseModel):
-        return {FieldTarget: "field", ObservationTarget: "observation", ActionTarget: "action"}.get(type(value))
+        return _TARGET_CLASSES.get(type(value))
     return None
 
 
@@ -92,11 +155,12 @@ Target = Annotated[
         Annotated[FieldTarget, Tag("field")],
         Annotated[ObservationTarget, Tag("observation")],
         Annotated[ActionTarget, Tag("action")],
+        Annotated[EffectTarget, Tag("effect")],
     ],
     Discriminator(
         _target_kind,
         custom_error_type="target_kind",
-        custom_error_message="expected a mapping with one of the keys 'field', 'observation' or 'action'",
+        custom_error_message="expected a mapping with one of the keys 'field', 'observation', 'action' or 'effect'",
     ),
 ]
 
@@ -134,10 +198,23 @@ class Randomizer(_Strict):
     per_element: bool = False
     enabled: bool = True
     source: str = ""
+    adr: AdrSettings | None = Field(default=None, description="let ADR move this uniform range (needs a file-level 'adr')")
+
+    @model_validator(mode="after")
+    def _adr_needs_uniform(self):
+        if self.adr is not None:
+            d = self.distribution
+            if d.type != "uniform":
+                raise ValueError(f"adr needs a uniform distribution (its range is what ADR moves); got {d.type!r}")
+            lo, hi = self.adr.limits
+            if not lo <= d.low <= d.high <= hi:
+                raise ValueError(f"the initial range [{d.low}, {d.high}] must lie inside adr.limits [{lo}, {hi}]")
+        return self
 
     @property
     def family(self) -> str:
-        return {FieldTarget: "physics", ObservationTarget: "observation", ActionTarget: "action"}[type(self.target)]
+        return {FieldTarget: "physics", ObservationTarget: "observation", ActionTarget: "action",
+                EffectTarget: "effect"}[type(self.target)]
 
     @property
     def period(self) -> int:
@@ -156,6 +233,7 @@ class RandomizationSpec(_Strict):
     description: str = ""
     extends: list[str] = Field(default_factory=list, description="files merged first, relative to this file")
     remove: list[str] = Field(default_factory=list, description="names of inherited randomizers to drop")
+    adr: AdrConfig | None = Field(default=None, description="automatic domain randomization settings")
     randomizers: list[Randomizer] = Field(default_factory=list)
     _source: str = PrivateAttr(default="<memory>")
 
@@ -167,6 +245,9 @@ class RandomizationSpec(_Strict):
                 raise ValueError(f"randomizers[{i}].name: duplicate name {r.name!r}")
             seen.add(r.name)
         return self
+
+    def adr_randomizers(self) -> list[Randomizer]:
+        return [r for r in self.enabled() if r.adr is not None]
 
     @property
     def source(self) -> str:
@@ -186,7 +267,7 @@ class RandomizationSpec(_Strict):
         return name
 
 
-_TAGS = DISTRIBUTION_TYPES + ("field", "observation", "action", "named", "every")
+_TAGS = DISTRIBUTION_TYPES + ("field", "observation", "action", "effect", "named", "every")
 
 
 def _format_loc(loc: tuple, data: Any) -> str:
@@ -297,20 +378,29 @@ def load_spec(path: str | pathlib.Path, _chain: tuple[pathlib.Path, ...] = ()) -
     data = _read_yaml(file)
     spec = parse_spec(data, str(file))
     merged: dict[str, Randomizer] = {}
+    adr = spec.adr
     for i, parent_name in enumerate(spec.extends):
         parent_path = resolve_path(parent_name, file.parent)
         if not parent_path.is_file():
             raise RandomizationError(f"{file}: extends[{i}]: file {parent_name!r} not found")
-        for r in load_spec(parent_path, (*_chain, file)).randomizers:
+        parent = load_spec(parent_path, (*_chain, file))
+        for r in parent.randomizers:
             merged[r.name] = r
+        if spec.adr is None and parent.adr is not None:
+            adr = parent.adr
     for i, name in enumerate(spec.remove):
         if name not in merged:
             raise RandomizationError(f"{file}: remove[{i}]: no inherited randomizer named {name!r}")
         del merged[name]
     for r in spec.randomizers:
         merged[r.name] = r
-    resolved = RandomizationSpec(version=spec.version, description=spec.description, randomizers=list(merged.values()))
+    resolved = RandomizationSpec(version=spec.version, description=spec.description, adr=adr,
+                                 randomizers=list(merged.values()))
     resolved._source = str(file)
+    if resolved.adr_randomizers() and resolved.adr is None:
+        first = resolved.adr_randomizers()[0].name
+        raise RandomizationError(f"{file}: {resolved.locate(first)}.adr: needs the file-level 'adr' settings "
+                                 f"(metric, thresholds)")
     return resolved
 
 

@@ -1,12 +1,20 @@
 """Randomizers composed in one documented order, inspectable and editable.
 
-Order within a step (as robogym documents it):
+Order (robogym documents the same rules: parameters before reset, noise on
+what the policy sees, freezing after noise):
 
-1. reset: physics randomizers edit the model (from nominal values), then every
-   randomizer draws its per-episode values;
-2. action: action noise, in YAML order, on the normalized action;
-3. physics substeps;
-4. observation: observation noise, in YAML order, on policy keys only.
+1. reset: ADR picks boundary values; physics randomizers edit the model (from
+   nominal values); every other randomizer draws its per-episode values; the
+   effects clear their state. Then the env settles the new episode.
+2. action: action noise on the normalized action (YAML order), clipped;
+3. joint targets: backlash, then action delay (the step is cut into pieces
+   where delays end), each clipped to the control range;
+4. random forces on the object, then the physics substeps;
+5. per-step and every-N-steps randomizers draw again;
+6. observation: observation noise (YAML order) on the measured keys, then
+   marker freeze; keys computed from measured ones (the goal relative to the
+   observed cube) come after, with their own noise. The privileged ``state``
+   stays clean.
 
 Each randomizer draws from its own stream, ``make_rng(env_seed, "randomizer",
 name)``, so adding or removing one never changes another's numbers.
@@ -22,9 +30,9 @@ from simreal.randomize.base import BoundRandomizer
 from simreal.randomize.observation import ObservationNoise
 from simreal.randomize.physics import FieldRandomizer
 from simreal.randomize.spec import RandomizationError, RandomizationSpec, Randomizer, load_spec
-from simreal.randomize.unmodeled import ActionNoise
+from simreal.randomize.unmodeled import EFFECTS, ActionNoise, Effect, EffectParam
 
-FAMILY_ORDER = ("physics", "action", "observation")
+FAMILY_ORDER = ("physics", "effect", "action", "observation")
 
 
 class RandomizationStack:
@@ -35,9 +43,16 @@ class RandomizationStack:
         self.sim = sim
         self.obs_space = obs_space
         self.items: list[BoundRandomizer] = []
+        self.effects: dict[str, Effect] = {}
         self._seeds: list[int | None] = [None] * sim.n_envs
+        self._refresh()
         for r in self.spec.enabled():
             self.insert(len(self.items), r)
+        self.adr = None
+        if self.spec.adr_randomizers():
+            from simreal.randomize.adr import ADR
+
+            self.adr = ADR(self)
 
     # ------------------------------------------------------------- editing
     def _bind(self, r: Randomizer) -> BoundRandomizer:
@@ -50,7 +65,27 @@ class RandomizationStack:
             return bound
         if r.family == "action":
             return ActionNoise(r, self.spec, self.sim)
+        if r.family == "effect":
+            return EffectParam(r, self.spec, self._effect(r))
         return ObservationNoise(r, self.spec, self.sim, self.obs_space)
+
+    def _effect(self, r: Randomizer) -> Effect:
+        name = r.target.effect
+        if name not in self.effects:
+            where = f"{self.spec.locate(r.name)}.target.effect"
+            if name == "marker_freeze":
+                markers = getattr(self.sim, "markers", None)
+                if not markers:
+                    raise self.spec.error(where, "this env has no motion-capture markers to freeze")
+                effect = EFFECTS[name](self.sim, markers)
+            elif name == "object_force" and getattr(self.sim, "xfrc_applied", None) is None:
+                raise self.spec.error(where, "this env does not expose applied forces (xfrc_applied)")
+            else:
+                effect = EFFECTS[name](self.sim)
+            for i, seed in enumerate(self._seeds):
+                effect.seed(i, seed)
+            self.effects[name] = effect
+        return self.effects[name]
 
     def insert(self, index: int, randomizer: Randomizer) -> BoundRandomizer:
         """Bind and insert a randomizer; its stream follows the env seeds already given."""
@@ -60,7 +95,20 @@ class RandomizationStack:
         for i, seed in enumerate(self._seeds):
             bound.seed(i, seed)
         self.items.insert(index, bound)
+        if isinstance(bound, EffectParam):
+            self._reorder_effect_inputs(bound.effect)
+        self._refresh()
         return bound
+
+    def _refresh(self) -> None:
+        """Per-hook lists, so a step touches only the randomizers that act in it."""
+        self._action = [b for b in self.items if isinstance(b, ActionNoise)]
+        self._noise = [b for b in self.items if isinstance(b, ObservationNoise)]
+        self._periodic = [b for b in self.items if b.spec.period > 0]
+
+    def _reorder_effect_inputs(self, effect: Effect) -> None:
+        effect.inputs = [b for b in self.items if isinstance(b, EffectParam) and b.effect is effect]
+        effect.changed()
 
     def remove(self, name: str) -> BoundRandomizer:
         """Remove by name; the model fields it edited go back to their nominal values at once."""
@@ -68,6 +116,9 @@ class RandomizationStack:
         self.items.remove(bound)
         if isinstance(bound, FieldRandomizer):
             bound.restore(np.arange(self.sim.n_envs))
+        if isinstance(bound, EffectParam):
+            self._reorder_effect_inputs(bound.effect)
+        self._refresh()
         return bound
 
     def __getitem__(self, name: str) -> BoundRandomizer:
@@ -103,33 +154,98 @@ class RandomizationStack:
         self._seeds[i] = seed
         for b in self.items:
             b.seed(i, seed)
+        for e in self.effects.values():
+            e.seed(i, seed)
+        if self.adr is not None:
+            self.adr.seed(i, seed)
 
     def on_reset(self, ids: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.adr is not None:
+            self.adr.before_reset(ids)
         for b in self.ordered():
             b.on_reset(ids)
+        for e in self.effects.values():
+            e.on_reset(ids)
+
+    def on_episode_end(self, ids: np.ndarray, metrics: np.ndarray) -> None:
+        """Copies ids finished episodes scoring metrics (what ADR's ``metric`` names)."""
+        if self.adr is not None:
+            self.adr.on_episode_end(np.asarray(ids, dtype=np.int64), np.asarray(metrics, dtype=float))
 
     def on_action(self, action: np.ndarray) -> np.ndarray:
-        for b in self.items:
-            if isinstance(b, ActionNoise):
-                action = b.on_action(action)
+        for b in self._action:
+            action = b.on_action(action)
         return action
 
+    def on_ctrl(self, ctrl: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """Joint targets (n, nu) in actuator units through backlash, clipped to [low, high]."""
+        backlash = self.effects.get("backlash")
+        if backlash is not None:
+            ctrl = np.clip(backlash.on_ctrl(ctrl), low, high)
+        return ctrl
+
+    def segments(self, cmd: np.ndarray, current: np.ndarray, substeps: int, timestep: float,
+                 low: np.ndarray, high: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """The control step as (nstep, ctrl) pieces: one piece unless action delays cut it."""
+        delay = self.effects.get("action_delay")
+        if delay is None:
+            return [(substeps, cmd)]
+        return [(n, np.clip(c, low, high)) for n, c in delay.segments(cmd, current, substeps, timestep) if n > 0]
+
+    def before_physics(self, control_dt: float) -> None:
+        force = self.effects.get("object_force")
+        if force is not None:
+            force.before_physics(control_dt)
+
     def on_step(self) -> None:
-        for b in self.items:
+        for b in self._periodic:
             b.on_step()
 
-    def on_observation(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        for b in self.items:
-            if isinstance(b, ObservationNoise):
-                b.on_observation(obs)
+    def on_observation(self, obs: dict[str, np.ndarray], rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Noise on the keys present in obs, then marker freeze (when its keys are all present).
+
+        ``rows`` limits the work (and every state change, such as a marker's
+        freeze countdown) to those copies: the vector env observes again only
+        the copies it just reset.
+        """
+        if rows is not None:
+            part = {k: v[rows] for k, v in obs.items()}
+            self.on_observation_rows(part, np.asarray(rows))
+            for k, v in part.items():
+                obs[k][rows] = v
+            return obs
+        return self.on_observation_rows(obs, None)
+
+    def on_observation_rows(self, obs: dict[str, np.ndarray], rows: np.ndarray | None) -> dict[str, np.ndarray]:
+        for b in self._noise:
+            if b.key in obs:
+                b.on_observation(obs, rows)
+        freeze = self.effects.get("marker_freeze")
+        if freeze is not None:
+            freeze.on_observation(obs, self.sim.control_dt, rows)
         return obs
 
     def info(self, i: int) -> dict[str, Any]:
         """Copy i's sampled values, keyed by YAML name (floats, or lists for per-element samples)."""
         return {b.name: b.info(i) for b in self.items}
 
+    def state_dict(self) -> dict[str, Any]:
+        """What must survive a restart (ADR ranges and buffers); plain numbers, safe for weights_only loading."""
+        return {"adr": self.adr.state_dict() if self.adr is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("adr") is not None:
+            if self.adr is None:
+                raise RandomizationError(f"{self.spec.source}: the saved state has ADR ranges but this file has no adr")
+            self.adr.load_state_dict(state["adr"])
+
+    @property
+    def privileged_size(self) -> int:
+        return sum(b.size for b in self.items)
+
     def privileged(self) -> np.ndarray:
-        """(n_envs, total size) of every sampled value, for the critic's observation."""
+        """(n_envs, total size) of every sampled value, in stack order, for the critic's observation."""
         if not self.items:
             return np.zeros((self.sim.n_envs, 0))
         return np.concatenate([b.values for b in self.items], axis=1)

@@ -33,6 +33,16 @@ BAD_FILES = [
     ({"randomizers": [{k: v for k, v in GOOD.items() if k != "operation"}]}, "operation: required key is missing"),
     ({"extends": ["missing.yaml"], "randomizers": []}, "extends[0]: file 'missing.yaml' not found"),
     ({"remove": ["ghost"], "randomizers": []}, "remove[0]: no inherited randomizer named 'ghost'"),
+    ({"randomizers": [dict(GOOD, target={"effect": "backlash", "param": "gap"})]},
+     "randomizers[0] (m).target: effect 'backlash' has parameters width; got 'gap'"),
+    ({"randomizers": [dict(GOOD, target={"effect": "wobble", "param": "x"})]}, "randomizers[0] (m).target.effect"),
+    ({"randomizers": [dict(GOOD, adr={"step": 0.1, "limits": [0.5, 1.5]})]}, "needs the file-level 'adr' settings"),
+    ({"adr": {"thresholds": [5, 1]}, "randomizers": []}, "adr: thresholds must be [low, high]"),
+    ({"adr": {"thresholds": [1, 5]}, "randomizers": [dict(GOOD, adr={"step": 0.1, "limits": [0.9, 1.1]})]},
+     "randomizers[0] (m): the initial range [0.5, 1.5] must lie inside adr.limits [0.9, 1.1]"),
+    ({"adr": {"thresholds": [1, 5]}, "randomizers": [
+        dict(GOOD, distribution={"type": "normal", "std": 1.0}, adr={"step": 0.1, "limits": [0.0, 2.0]})]},
+     "adr needs a uniform distribution"),
 ]
 
 
@@ -71,7 +81,11 @@ def test_shipped_files_validate_and_resolve_by_bare_name():
     for path in SHIPPED_DIR.glob("*.yaml"):
         load_spec(path)
     assert load_spec("none").randomizers == []
-    assert len(load_spec("dactyl.yaml").randomizers) == 7
+    dactyl = load_spec("dactyl.yaml")
+    families = [r.family for r in dactyl.enabled()]
+    assert families.count("physics") == 8 and families.count("effect") == 8  # Table 1 + timing jitter
+    assert families.count("action") == 3 and families.count("observation") == 6
+    assert all(r.source for r in dactyl.randomizers)  # every value says where it comes from
 
 
 def test_json_schema_describes_the_format():
