@@ -57,7 +57,10 @@ class BoundRandomizer:
         u = self._uniforms
         for i in ids:
             self.rngs[i].random(out=u[i])  # each copy from its own stream, drawn even when pinned
-        self.values[ids] = self.distribution.from_uniform(u[ids])
+        if ids is self._all:
+            self.values[:] = self.distribution.from_uniform(u)
+        else:
+            self.values[ids] = self.distribution.from_uniform(u[ids])
         if self.pinned:
             for i in ids:
                 pin = self.pinned.get(int(i))
