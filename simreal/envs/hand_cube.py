@@ -269,14 +269,21 @@ class HandCubeSim:
 
         if self.randomization is not None:
             for name in list(self.randomization.names):
-                self.randomization.remove(name)
-        self.randomization_in_state = False
-        self.state_layout = self._state_layout()
+                self.randomization.remove(name)  # back to nominal values
+        # the stack reads only the policy keys of the space, so a stale state size does not matter here
         self.randomization = None if spec is None else RandomizationStack(spec, self, self.observation_space())
         if self.randomization is not None and self.randomization.adr is not None:
             self.randomization.adr.check_metric(("return", "consecutive_successes"))
         self.randomization_in_state = bool(in_state)
         self.state_layout = self._state_layout()
+
+    def randomization_info(self, i: int) -> dict[str, Any]:
+        """Copy i's reset info from the stack: ``randomization`` (sampled values) and, with ADR, ``adr``."""
+        rnd = self.randomization
+        info: dict[str, Any] = {"randomization": rnd.info(i) if rnd is not None else {}}
+        if rnd is not None and rnd.adr is not None:
+            info["adr"] = rnd.adr.stats()
+        return info
 
     def reset(self, ids: np.ndarray) -> None:
         """Start new episodes in copies ids (sorted): cube on the palm, new goal."""
@@ -525,11 +532,7 @@ class HandCubeEnv(gym.Env):
         return {k: v[0] for k, v in self.sim.observe().items()}
 
     def reset_info(self) -> dict[str, Any]:
-        rnd = self.sim.randomization
-        info = dict(self._info(False, False), randomization=rnd.info(0) if rnd is not None else {})
-        if rnd is not None and rnd.adr is not None:
-            info["adr"] = rnd.adr.stats()
-        return info
+        return dict(self._info(False, False), **self.sim.randomization_info(0))
 
     def _info(self, is_success: bool, dropped: bool) -> dict[str, Any]:
         return {

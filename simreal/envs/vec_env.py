@@ -81,18 +81,14 @@ class HandCubeVecEnv(VecEnv):
                 infos[i]["TimeLimit.truncated"] = bool(truncated[i])
             self.sim.reset(ids)  # each copy continues its own RNG stream
             for i in ids:
-                infos[i].update({k: v for k, v in self._reset_info(i).items() if k in ("randomization", "adr")})
+                infos[i].update(self.sim.randomization_info(i))
             fresh = self.sim.observe(ids)
             for v, f in zip(obs.values(), fresh.values()):
                 v[ids] = f[ids]
         return obs, reward.astype(np.float32), done, infos
 
     def _reset_info(self, i: int) -> dict[str, Any]:
-        stack = self.sim.randomization
-        info = dict(self._info(i, False, False), randomization=stack.info(i) if stack is not None else {})
-        if stack is not None and stack.adr is not None:
-            info["adr"] = stack.adr.stats()
-        return info
+        return dict(self._info(i, False, False), **self.sim.randomization_info(i))
 
     def _info(self, i: int, is_success, dropped) -> dict[str, Any]:
         return {

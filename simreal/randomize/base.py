@@ -25,13 +25,14 @@ class BoundRandomizer:
     one episode (a range boundary).
     """
 
-    def __init__(self, spec: Randomizer, file: RandomizationSpec, n_envs: int, size: int):
+    def __init__(self, spec: Randomizer, file: RandomizationSpec, n_envs: int, size: int,
+                 per_element: bool | None = None):
         self.spec = spec
         self.name = spec.name
         self.family = spec.family
         self.file = file
         self.n_envs = n_envs
-        self.size = size if spec.per_element else 1
+        self.size = size if (spec.per_element if per_element is None else per_element) else 1
         self.values = np.zeros((n_envs, self.size))
         self.rngs = [make_rng(None, "randomizer", self.name) for _ in range(n_envs)]
         self.fixed: np.ndarray | None = None

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import special, stats
 
 
-def _open(u: np.ndarray) -> np.ndarray:
+def open_unit(u: np.ndarray) -> np.ndarray:
     """u kept off 0 and 1, where the normal quantile is infinite (rng.random can return exactly 0)."""
     return np.clip(u, 1e-300, np.nextafter(1.0, 0.0))
 
@@ -81,7 +81,7 @@ class Normal(_Dist):
     std: float = Field(ge=0)
 
     def from_uniform(self, u):
-        return self.mean + self.std * special.ndtri(_open(u))
+        return self.mean + self.std * special.ndtri(open_unit(u))
 
     def scipy(self):
         return stats.norm(self.mean, self.std)
@@ -117,7 +117,7 @@ class TruncNormal(_Dist):
         if flip:
             a, b = -b, -a
         lo, hi = special.ndtr(a), special.ndtr(b)
-        z = special.ndtri(_open(lo + u * (hi - lo)))
+        z = special.ndtri(open_unit(lo + u * (hi - lo)))
         if flip:
             z = -z
         return np.clip(self.mean + self.std * z, self.low, self.high)

@@ -40,9 +40,8 @@ class ObservationNoise(BoundRandomizer):
                                  f"quaternion key {key!r} takes additive rotation noise (radians); got {spec.operation!r}")
             size = 3
         self.op = OPERATIONS[spec.operation]
-        super().__init__(spec, file, sim.n_envs, size)
-        if self.is_quat and self.size != 3:  # a rotation is always drawn per axis
-            self.size, self.values, self._uniforms = 3, np.zeros((sim.n_envs, 3)), np.empty((sim.n_envs, 3))
+        # a rotation is always drawn per axis
+        super().__init__(spec, file, sim.n_envs, size, per_element=True if self.is_quat else None)
 
     def on_observation(self, obs: dict[str, np.ndarray], rows: np.ndarray | None = None) -> None:
         """Noise the key in place; obs holds the copies ``rows`` (all copies if None)."""

@@ -30,7 +30,7 @@ from simreal.randomize.base import BoundRandomizer
 from simreal.randomize.observation import ObservationNoise
 from simreal.randomize.physics import FieldRandomizer
 from simreal.randomize.spec import RandomizationError, RandomizationSpec, Randomizer, load_spec
-from simreal.randomize.unmodeled import EFFECTS, ActionNoise, Effect, EffectParam
+from simreal.randomize.unmodeled import EFFECTS, ActionNoise, Effect, EffectParam, EffectUnavailable
 
 FAMILY_ORDER = ("physics", "effect", "action", "observation")
 
@@ -72,16 +72,10 @@ class RandomizationStack:
     def _effect(self, r: Randomizer) -> Effect:
         name = r.target.effect
         if name not in self.effects:
-            where = f"{self.spec.locate(r.name)}.target.effect"
-            if name == "marker_freeze":
-                markers = getattr(self.sim, "markers", None)
-                if not markers:
-                    raise self.spec.error(where, "this env has no motion-capture markers to freeze")
-                effect = EFFECTS[name](self.sim, markers)
-            elif name == "object_force" and getattr(self.sim, "xfrc_applied", None) is None:
-                raise self.spec.error(where, "this env does not expose applied forces (xfrc_applied)")
-            else:
+            try:
                 effect = EFFECTS[name](self.sim)
+            except EffectUnavailable as exc:
+                raise self.spec.error(f"{self.spec.locate(r.name)}.target.effect", str(exc)) from None
             for i, seed in enumerate(self._seeds):
                 effect.seed(i, seed)
             self.effects[name] = effect
@@ -96,7 +90,7 @@ class RandomizationStack:
             bound.seed(i, seed)
         self.items.insert(index, bound)
         if isinstance(bound, EffectParam):
-            self._reorder_effect_inputs(bound.effect)
+            self._set_effect_inputs(bound.effect)
         self._refresh()
         return bound
 
@@ -106,9 +100,22 @@ class RandomizationStack:
         self._noise = [b for b in self.items if isinstance(b, ObservationNoise)]
         self._periodic = [b for b in self.items if b.spec.period > 0]
 
-    def _reorder_effect_inputs(self, effect: Effect) -> None:
-        effect.inputs = [b for b in self.items if isinstance(b, EffectParam) and b.effect is effect]
-        effect.changed()
+    def _set_effect_inputs(self, effect: Effect) -> None:
+        """Hand an effect its randomizers in stack order; an effect left without any leaves the stack."""
+        inputs = [b for b in self.items if isinstance(b, EffectParam) and b.effect is effect]
+        effect.set_inputs(inputs)
+        if not inputs:
+            del self.effects[effect.name]
+
+    @property
+    def acts_on_action(self) -> bool:
+        """Anything between the policy's action and the actuators (noise, backlash, delay)."""
+        return bool(self._action) or "backlash" in self.effects or "action_delay" in self.effects
+
+    @property
+    def acts_on_observation(self) -> bool:
+        """Anything between the measurements and the policy's observation (noise, marker freeze)."""
+        return bool(self._noise) or "marker_freeze" in self.effects
 
     def remove(self, name: str) -> BoundRandomizer:
         """Remove by name; the model fields it edited go back to their nominal values at once."""
@@ -117,7 +124,8 @@ class RandomizationStack:
         if isinstance(bound, FieldRandomizer):
             bound.restore(np.arange(self.sim.n_envs))
         if isinstance(bound, EffectParam):
-            self._reorder_effect_inputs(bound.effect)
+            bound.effect.on_reset(np.arange(self.sim.n_envs))  # its state restarts (forces off, markers live)
+            self._set_effect_inputs(bound.effect)
         self._refresh()
         return bound
 

@@ -39,6 +39,7 @@ import numpy as np
 from scipy import special
 
 from simreal.randomize.base import OPERATIONS, BoundRandomizer
+from simreal.randomize.distributions import open_unit
 from simreal.randomize.spec import EFFECT_PARAMS
 from simreal.utils.seeding import make_rng
 
@@ -91,6 +92,10 @@ class EffectParam(BoundRandomizer):
         self.effect.changed()
 
 
+class EffectUnavailable(Exception):
+    """The simulation lacks what an effect needs (markers, applied forces); the message says what."""
+
+
 class Effect:
     """State and behaviour of one unmodeled effect on an N-copy simulation."""
 
@@ -102,8 +107,15 @@ class Effect:
         self.element_names = element_names
         self.nominal = EFFECT_PARAMS[self.name]
         self.inputs: list[EffectParam] = []
+        self.active = np.zeros(0, np.int64)  # element indices any randomizer touches
         self.rngs = [make_rng(None, "effect", self.name) for _ in range(self.n_envs)]
         self._cache: dict[str, np.ndarray] = {}
+
+    def set_inputs(self, inputs: list[EffectParam]) -> None:
+        """The randomizers on this effect, in YAML order (the stack calls this when it changes)."""
+        self.inputs = inputs
+        self.active = np.unique(np.concatenate([r.elements for r in inputs])) if inputs else np.zeros(0, np.int64)
+        self.changed()
 
     def changed(self) -> None:
         """A randomizer on this effect drew new values (or the stack changed): recompute parameters."""
@@ -122,11 +134,6 @@ class Effect:
                     v[:, r.elements] = r.op(v[:, r.elements], r.values)
             self._cache[param] = v
         return v
-
-    @property
-    def active(self) -> np.ndarray:
-        """Element indices any randomizer touches."""
-        return np.unique(np.concatenate([r.elements for r in self.inputs])) if self.inputs else np.zeros(0, np.int64)
 
     def on_reset(self, ids: np.ndarray) -> None:
         """New episodes in copies ids (called after every randomizer drew its values)."""
@@ -191,6 +198,8 @@ class ObjectForce(Effect):
     name = "object_force"
 
     def __init__(self, sim):
+        if getattr(sim, "xfrc_applied", None) is None:
+            raise EffectUnavailable("this env does not expose applied forces (xfrc_applied)")
         m = sim.model
         super().__init__(sim, [m.body(b).name for b in range(m.nbody)])
         self.force = np.zeros((self.n_envs, m.nbody, 3))
@@ -212,7 +221,7 @@ class ObjectForce(Effect):
         u = np.stack([rng.random(4 * k) for rng in self.rngs])  # per copy: one coin and 3 axes per body
         new = u[:, :k] < p
         if new.any():
-            draw = special.ndtri(np.clip(u[:, k:], 1e-300, 1 - 1e-16)).reshape(self.n_envs, k, 3)
+            draw = special.ndtri(open_unit(u[:, k:])).reshape(self.n_envs, k, 3)
             draw *= (scale * self._mass[bodies])[..., None]
             f[new] = draw[new]
         self.force[:, bodies] = f
@@ -222,7 +231,10 @@ class ObjectForce(Effect):
 class MarkerFreeze(Effect):
     name = "marker_freeze"
 
-    def __init__(self, sim, markers: list[tuple[str, list[tuple[str, slice]]]]):
+    def __init__(self, sim):
+        markers: list[tuple[str, list[tuple[str, slice]]]] = getattr(sim, "markers", None) or []
+        if not markers:
+            raise EffectUnavailable("this env has no motion-capture markers to freeze")
         super().__init__(sim, [name for name, _ in markers])
         self.markers = markers
         n, m = self.n_envs, len(markers)
@@ -271,11 +283,10 @@ class MarkerFreeze(Effect):
         frozen &= ~self.fresh[rows, None]
         for key, (cols, marker) in self._columns.items():
             x = obs[key]
-            if key in self.held and frozen.any():
-                x[:, cols] = np.where(frozen[:, marker], self.held[key][rows][:, cols], x[:, cols])
-            else:
-                self.held.setdefault(key, np.zeros((self.n_envs,) + x.shape[1:], dtype=x.dtype))
-            self.held[key][rows] = x
+            held = self.held.setdefault(key, np.zeros((self.n_envs,) + x.shape[1:], dtype=x.dtype))
+            if frozen.any():  # fresh copies are never frozen, so a new (zero) buffer is never read
+                x[:, cols] = np.where(frozen[:, marker], held[rows][:, cols], x[:, cols])
+            held[rows] = x
         self.frozen[rows] = frozen
         self.left[rows] = np.maximum(left - 1, 0)
         self.fresh[rows] = False

@@ -239,12 +239,6 @@ class RandomizedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
             raise spec.error(where, "action randomization needs finite action-space bounds (to normalize to [-1, 1])")
 
-    def _acts_on_action(self) -> bool:
-        return any(b.family == "action" for b in self.stack.items) or any(e in self.stack.effects for e in _ACTION_EFFECTS)
-
-    def _acts_on_observation(self) -> bool:
-        return any(b.family == "observation" for b in self.stack.items) or "marker_freeze" in self.stack.effects
-
     # ---------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
@@ -305,7 +299,7 @@ class RandomizedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def _command(self, action):
         """The action through action noise, backlash and action delay (one copy; actuator units)."""
-        if not self._acts_on_action():
+        if not self.stack.acts_on_action:
             return action
         space = self.env.action_space
         low, high = space.low.astype(np.float64), space.high.astype(np.float64)
@@ -324,7 +318,7 @@ class RandomizedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return a[0].astype(space.dtype)
 
     def _observe(self, obs):
-        if not self._acts_on_observation():
+        if not self.stack.acts_on_observation:
             return obs
         if self._box_obs:
             batch = {"observation": np.array(obs).reshape(1, -1)}

@@ -230,3 +230,18 @@ def test_effect_binding_errors_name_the_key():
     bad = effect("f", "object_force", "probability", 1.0, target={"names": ["no_such_body"]})
     with pytest.raises(RandomizationError, match=r"randomizers\[0\] \(f\)\.target\.names: no element of effect"):
         HandCubeEnv(randomization=spec(bad))
+
+
+def test_removing_an_effects_last_randomizer_takes_the_effect_out():
+    force = [effect("p", "object_force", "probability", 1.0, target={"names": ["object"]}),
+             effect("s", "object_force", "scale", 10.0, target={"names": ["object"]})]
+    env = HandCubeEnv(randomization=spec(*force))
+    env.reset(seed=0)
+    env.step(np.zeros(20, np.float32))
+    obj = env.model.body("object").id
+    assert np.linalg.norm(env.sim.xfrc_applied[0, obj]) > 0
+    stack = env.sim.randomization
+    stack.remove("s")
+    assert np.all(env.sim.xfrc_applied[0, obj] == 0)  # the push in flight is gone with its randomizer
+    stack.remove("p")
+    assert "object_force" not in stack.effects and not stack.acts_on_action
