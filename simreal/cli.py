@@ -10,6 +10,7 @@ Later verbs (train, evaluate, calibrate, ...) hang off the same parser.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import pathlib
@@ -18,6 +19,13 @@ import textwrap
 import time
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+# Modules that add verbs: ``register(sub)`` adds top-level verbs, ``register_train(train_sub)``
+# adds ``simreal train NAME``. They import heavy libraries (torch) inside their handlers only,
+# so ``simreal --help`` stays fast.
+COMMAND_MODULES: tuple[str, ...] = (
+)
 
 
 class CliError(Exception):
@@ -349,6 +357,21 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_env_info)
 
     _add_randomization(sub)
+
+    train = sub.add_parser(
+        "train", help="train an agent on a (randomized) env", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_wrap("Train an agent. Every agent takes a config of defaults plus named presets "
+                          "(--preset, repeatable) and dotted overrides (--set key.path=value), saves the "
+                          "resolved config, checkpoints and TensorBoard logs in --run-dir, continues a killed "
+                          "run with --resume and exports the policy for rigs."))
+    train_sub = train.add_subparsers(dest="agent", metavar="AGENT")
+    train.set_defaults(func=lambda args: _print_help(train))
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        if hasattr(module, "register"):
+            module.register(sub)
+        if hasattr(module, "register_train"):
+            module.register_train(train_sub)
     return parser
 
 

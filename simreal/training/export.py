@@ -1,0 +1,87 @@
+"""Exported policies: one file with the weights, the network config and the spaces.
+
+An export is a ``torch.save`` dict that loads with ``weights_only=True``::
+
+    {"format": "simreal-policy", "version": 1,
+     "agent": "ppo",                       # which network builder reads it
+     "config": {...},                      # the network's config (plain data)
+     "observation_space": {...}, "action_space": {...},   # space_to_dict
+     "weights": {name: tensor}, "extra": {...}}          # e.g. normalizer statistics
+
+A rig loads it with `load_export` and the agent's own ``policy_from_export``
+(network code only: no trainer, no env).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any, Mapping
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from simreal.training.run import RunDirError, load_weights_only
+
+FORMAT = "simreal-policy"
+VERSION = 1
+
+
+def space_to_dict(space: gym.Space) -> dict:
+    """A Box, Discrete, MultiDiscrete or Dict space as plain data."""
+    if isinstance(space, gym.spaces.Dict):
+        return {"type": "Dict", "spaces": {k: space_to_dict(s) for k, s in space.spaces.items()}}
+    if isinstance(space, gym.spaces.Box):
+        return {"type": "Box", "low": np.asarray(space.low).tolist(), "high": np.asarray(space.high).tolist(),
+                "shape": list(space.shape), "dtype": str(space.dtype)}
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return {"type": "MultiDiscrete", "nvec": np.asarray(space.nvec).tolist()}
+    raise TypeError(f"cannot export a {type(space).__name__} space")
+
+
+def space_from_dict(data: Mapping) -> gym.Space:
+    kind = data.get("type")
+    if kind == "Dict":
+        return gym.spaces.Dict({k: space_from_dict(v) for k, v in data["spaces"].items()})
+    if kind == "Box":
+        dtype = np.dtype(data["dtype"])
+        return gym.spaces.Box(np.asarray(data["low"], dtype), np.asarray(data["high"], dtype),
+                              tuple(data["shape"]), dtype)
+    if kind == "Discrete":
+        return gym.spaces.Discrete(data["n"], start=data.get("start", 0))
+    if kind == "MultiDiscrete":
+        return gym.spaces.MultiDiscrete(np.asarray(data["nvec"], np.int64))
+    raise ValueError(f"unknown space type {kind!r} in export")
+
+
+def save_export(path: str | os.PathLike, agent: str, config: Mapping, observation_space: gym.Space,
+                action_space: gym.Space, weights: Mapping[str, torch.Tensor],
+                extra: Mapping[str, Any] | None = None) -> pathlib.Path:
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT, "version": VERSION, "agent": agent, "config": dict(config),
+        "observation_space": space_to_dict(observation_space), "action_space": space_to_dict(action_space),
+        "weights": {k: v.detach().cpu().clone() for k, v in weights.items()}, "extra": dict(extra or {}),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_export(path: str | os.PathLike, agent: str | None = None) -> dict:
+    """The export's dict with spaces rebuilt; checks the format (and the agent, when given)."""
+    data = load_weights_only(path)
+    if data.get("format") != FORMAT:
+        raise RunDirError(f"{path}: not a simreal policy export (format {data.get('format')!r})")
+    if data.get("version") != VERSION:
+        raise RunDirError(f"{path}: export version {data.get('version')} not supported (expected {VERSION})")
+    if agent is not None and data.get("agent") != agent:
+        raise RunDirError(f"{path}: exported by agent {data.get('agent')!r}, expected {agent!r}")
+    data["observation_space"] = space_from_dict(data["observation_space"])
+    data["action_space"] = space_from_dict(data["action_space"])
+    return data

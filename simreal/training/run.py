@@ -1,0 +1,187 @@
+"""Run directories, crash-safe checkpoints and random-state capture.
+
+A run directory holds everything one training run writes::
+
+    RUN_DIR/
+      config.yaml              the resolved config (presets and overrides applied)
+      checkpoints/step_000012345.pt   the last few checkpoints (atomic writes)
+      metrics.jsonl            one JSON line per logged step (see logger.py)
+      tb/                      TensorBoard event files
+      policy.pt                the exported policy (see export.py)
+
+Checkpoints are plain ``torch.save`` dicts of tensors, numbers, strings,
+lists and dicts, written to a temporary file and renamed into place, so a
+killed run never leaves a half-written checkpoint. They load with
+``torch.load(..., weights_only=True)``: nothing in them can run code.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import random
+import re
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import yaml
+
+from simreal.training.config import ConfigError, dump_config
+
+_CKPT = re.compile(r"^step_(\d+)\.pt$")
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked (one line)."""
+
+
+class RunDir:
+    """One training run's folder: config, checkpoints, logs, export.
+
+    ``resume=False`` refuses a folder that already holds checkpoints (so a
+    typo never overwrites a run); ``resume=True`` requires its config.
+    """
+
+    def __init__(self, path: str | os.PathLike, resume: bool = False):
+        self.path = pathlib.Path(path)
+        self.resume = resume
+        if resume:
+            if not self.config_path.exists():
+                raise RunDirError(f"{self.path}: nothing to resume (no config.yaml); start the run without --resume")
+        elif self.latest_checkpoint() is not None:
+            raise RunDirError(f"{self.path}: already holds checkpoints; pass --resume to continue it "
+                              "or choose another --run-dir")
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    # ----------------------------------------------------------------- paths
+    @property
+    def config_path(self) -> pathlib.Path:
+        return self.path / "config.yaml"
+
+    @property
+    def checkpoint_dir(self) -> pathlib.Path:
+        return self.path / "checkpoints"
+
+    @property
+    def export_path(self) -> pathlib.Path:
+        return self.path / "policy.pt"
+
+    # ---------------------------------------------------------------- config
+    def save_config(self, cfg: Mapping) -> None:
+        _atomic_write_text(self.config_path, dump_config(cfg))
+
+    def load_config(self) -> dict:
+        try:
+            cfg = yaml.safe_load(self.config_path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{self.config_path}: cannot read the saved config ({exc})") from None
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"{self.config_path}: expected a mapping")
+        return cfg
+
+    # ----------------------------------------------------------- checkpoints
+    def checkpoints(self) -> list[pathlib.Path]:
+        """Checkpoint files, oldest first."""
+        if not self.checkpoint_dir.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.checkpoint_dir.iterdir() if (m := _CKPT.match(p.name))]
+        return [p for _, p in sorted(found)]
+
+    def latest_checkpoint(self) -> pathlib.Path | None:
+        found = self.checkpoints()
+        return found[-1] if found else None
+
+    def save_checkpoint(self, state: Mapping[str, Any], step: int, keep: int = 3) -> pathlib.Path:
+        """Write ``state`` as checkpoint ``step`` atomically; keep the newest ``keep``."""
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        path = self.checkpoint_dir / f"step_{int(step):012d}.pt"
+        tmp = path.with_suffix(".pt.tmp")
+        with open(tmp, "wb") as f:
+            torch.save(dict(state), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        for old in self.checkpoints()[:-keep] if keep > 0 else []:
+            old.unlink(missing_ok=True)
+        return path
+
+    def load_checkpoint(self, path: str | os.PathLike | None = None) -> dict:
+        """The newest (or the given) checkpoint, loaded with ``weights_only=True`` on the CPU."""
+        path = pathlib.Path(path) if path is not None else self.latest_checkpoint()
+        if path is None:
+            raise RunDirError(f"{self.path}: no checkpoint to resume from")
+        return load_weights_only(path)
+
+
+def load_weights_only(path: str | os.PathLike) -> dict:
+    """``torch.load(path, weights_only=True)`` with one-line errors."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: no such file") from None
+    except Exception as exc:  # pickle.UnpicklingError for anything that is not plain data
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunDirError(f"{path}: not a loadable simreal checkpoint ({first})") from None
+    if not isinstance(state, dict):
+        raise RunDirError(f"{path}: expected a dict checkpoint, got {type(state).__name__}")
+    return state
+
+
+def _atomic_write_text(path: pathlib.Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------ RNG state
+def generator_state(rng: np.random.Generator) -> dict:
+    """A numpy Generator's state as plain data (safe for weights_only loading)."""
+    return rng.bit_generator.state
+
+
+def restore_generator(rng: np.random.Generator, state: Mapping) -> None:
+    rng.bit_generator.state = dict(state)
+
+
+def capture_global_rng() -> dict:
+    """Python, numpy-global and torch RNG states (CPU, and CUDA when present)."""
+    np_state = np.random.get_state()
+    out = {
+        "python": list(_tuple_to_list(random.getstate())),
+        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def restore_global_rng(state: Mapping) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = state["numpy"]
+    np.random.set_state(("MT19937", np_state["key"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuple_to_list(value):
+    return [_tuple_to_list(v) for v in value] if isinstance(value, tuple) else value
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device: expected auto, cpu or cuda[:N], got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {name!r} asked for but CUDA is not available here")
+    return device
