@@ -210,6 +210,7 @@ class HandCubeSim:
         self.randomization = None  # a simreal.randomize.RandomizationStack, see set_randomization
         self.randomization_in_state = False  # append the sampled values to the privileged state
         self._stage = int(mujoco.mjtStage.mjSTAGE_VEL)
+        self._substep_ctrl = np.empty((n, self.config.substeps, self.nu))  # per-substep controls (action delay)
         self._settle_substeps = int(round(config.settle_time / config.scene.timestep))
         self.state_layout = self._state_layout()
 
@@ -365,9 +366,17 @@ class HandCubeSim:
         else:
             cmd = rnd.on_ctrl(cmd, self.ctrl_low, self.ctrl_high)
             rnd.before_physics(cfg.control_dt)
-            for nstep, ctrl in rnd.segments(cmd, self.ctrl, cfg.substeps, self.timestep, self.ctrl_low, self.ctrl_high):
-                self.ctrl[:] = ctrl
-                self.batch.step(nstep=nstep, stage=self._stage)
+            pieces = rnd.segments(cmd, self.ctrl, cfg.substeps, self.timestep, self.ctrl_low, self.ctrl_high)
+            if len(pieces) == 1:
+                self.ctrl[:] = pieces[0][1]
+                self.batch.step(nstep=cfg.substeps, stage=self._stage)
+            else:  # action delays switch controls mid-step: one rollout with per-substep controls
+                control, start = self._substep_ctrl, 0
+                for nstep, ctrl in pieces:
+                    control[:, start:start + nstep] = ctrl[:, None]
+                    start += nstep
+                self.batch.rollout(cfg.substeps, control=control, record=())
+                self.batch.forward(stage=self._stage)  # as step(stage=...) leaves it; bit-identical
             rnd.on_step()
 
         dist = rotation_angle(self.object_quat(), self.goal)

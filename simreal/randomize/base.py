@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from simreal.randomize.spec import Randomizer, RandomizationSpec
-from simreal.utils.seeding import make_rng
+from simreal.randomize.streams import CopyStreams
 
 OPERATIONS = {
     "set": lambda nominal, x: np.broadcast_to(x, np.broadcast_shapes(np.shape(nominal), np.shape(x))).copy(),
@@ -34,19 +34,18 @@ class BoundRandomizer:
         self.n_envs = n_envs
         self.size = size if (spec.per_element if per_element is None else per_element) else 1
         self.values = np.zeros((n_envs, self.size))
-        self.rngs = [make_rng(None, "randomizer", self.name) for _ in range(n_envs)]
+        self.streams = CopyStreams(n_envs, "randomizer", self.name, block=max(256, 16 * self.size))
         self.fixed: np.ndarray | None = None
         self.distribution = spec.distribution
         self.pinned: dict[int, float] = {}
         self._steps = np.zeros(n_envs, dtype=np.int64)
         self._all = np.arange(n_envs)
-        self._uniforms = np.empty((n_envs, self.size))
 
     def error(self, key: str, message: str):
         return self.file.error(f"{self.file.locate(self.name)}.{key}", message)
 
     def seed(self, i: int, seed: int | None) -> None:
-        self.rngs[i] = make_rng(seed, "randomizer", self.name)
+        self.streams.seed(i, seed)
 
     def draw(self, ids: np.ndarray) -> None:
         """New samples for copies ids, each from its own stream (or the fixed values)."""
@@ -55,13 +54,11 @@ class BoundRandomizer:
             return
         if len(ids) == 0:
             return
-        u = self._uniforms
-        for i in ids:
-            self.rngs[i].random(out=u[i])  # each copy from its own stream, drawn even when pinned
+        u = self.streams.take(ids, self.size)  # each copy from its own stream, drawn even when pinned
         if ids is self._all:
             self.values[:] = self.distribution.from_uniform(u)
         else:
-            self.values[ids] = self.distribution.from_uniform(u[ids])
+            self.values[ids] = self.distribution.from_uniform(u)
         if self.pinned:
             for i in ids:
                 pin = self.pinned.get(int(i))

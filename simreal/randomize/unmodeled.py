@@ -41,7 +41,7 @@ from scipy import special
 from simreal.randomize.base import OPERATIONS, BoundRandomizer
 from simreal.randomize.distributions import open_unit
 from simreal.randomize.spec import EFFECT_PARAMS
-from simreal.utils.seeding import make_rng
+from simreal.randomize.streams import CopyStreams
 
 
 def _select(names: list[str], patterns: list[str] | None) -> np.ndarray:
@@ -108,7 +108,7 @@ class Effect:
         self.nominal = EFFECT_PARAMS[self.name]
         self.inputs: list[EffectParam] = []
         self.active = np.zeros(0, np.int64)  # element indices any randomizer touches
-        self.rngs = [make_rng(None, "effect", self.name) for _ in range(self.n_envs)]
+        self.streams = CopyStreams(self.n_envs, "effect", self.name)
         self._cache: dict[str, np.ndarray] = {}
 
     def set_inputs(self, inputs: list[EffectParam]) -> None:
@@ -122,7 +122,7 @@ class Effect:
         self._cache.clear()
 
     def seed(self, i: int, seed: int | None) -> None:
-        self.rngs[i] = make_rng(seed, "effect", self.name)
+        self.streams.seed(i, seed)
 
     def value(self, param: str) -> np.ndarray:
         """(n_envs, n_elements) current value: the nominal, then each randomizer on it in YAML order."""
@@ -218,7 +218,7 @@ class ObjectForce(Effect):
         decay = np.exp(-control_dt / np.maximum(self.value("decay_time")[:, bodies], 1e-9))
         f = self.force[:, bodies] * decay[..., None]
         k = len(bodies)
-        u = np.stack([rng.random(4 * k) for rng in self.rngs])  # per copy: one coin and 3 axes per body
+        u = self.streams.take(None, 4 * k)  # per copy: one coin and 3 axes per body
         new = u[:, :k] < p
         if new.any():
             draw = special.ndtri(open_unit(u[:, k:])).reshape(self.n_envs, k, 3)
@@ -253,7 +253,6 @@ class MarkerFreeze(Effect):
         self._columns = {k: (np.array(c), np.array(o)) for k, (c, o) in columns.items()}
         self._keys = set(self._columns)
         self._all = np.arange(n)
-        self._u = np.empty((n, 2 * m))
 
     def on_reset(self, ids):
         self.left[ids] = 0
@@ -268,10 +267,7 @@ class MarkerFreeze(Effect):
         p_start = 1.0 - np.exp(-np.maximum(rate, 0.0) * control_dt)
         left = self.left[rows]
         m = len(self.markers)
-        u = self._u
-        for i in rows:
-            self.rngs[i].random(out=u[i])  # per copy: a coin and a length per marker
-        u = u[rows]
+        u = self.streams.take(rows, 2 * m)  # per copy: a coin and a length per marker
         start = u[:, :m] < p_start
         if start.any():
             steps = np.rint(-np.log1p(-u[:, m:]) * np.maximum(duration, 0.0) / control_dt).astype(np.int64)
