@@ -1,0 +1,105 @@
+"""The transfer report: agents side by side, on nominal simulation and on a rig.
+
+`write_report(out_dir, report)` writes ``report.json`` (everything, per
+episode too), ``report.md`` (one table a person reads) and ``transfer.png``
+(return, and consecutive successes where the task has them, sim next to rig
+per agent).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+import numpy as np
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown(report: dict) -> str:
+    agents = report["agents"]
+    lines = [f"# Transfer report: {report['rig']['name']}", "",
+             f"Rig: {report['rig'].get('description', report['rig']['name'])} "
+             f"({report['rig'].get('kind', 'sim')}). {report['episodes']} episodes per agent and setting, "
+             f"seed {report['seed']}.", ""]
+    has_succ = any(a["sim"].get("successes_median") is not None for a in agents)
+    head = ["agent", "trained with", "return sim", "return rig", "gap (sim - rig)"]
+    if has_succ:
+        head += ["successes sim (median / max)", "successes rig (median / max)", "drop rate rig",
+                 "time to goal rig (s)"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for a in agents:
+        sim, rig, g = a["sim"], a["rig"], a["gap"]
+        row = [a["name"], a.get("randomization") or "-",
+               f"{_fmt(sim['return_mean'])} ± {_fmt(sim['return_std'])}",
+               f"{_fmt(rig['return_mean'])} ± {_fmt(rig['return_std'])}", _fmt(g.get("return_mean"))]
+        if has_succ:
+            row += [f"{_fmt(sim.get('successes_median'))} / {_fmt(sim.get('successes_max'), 0)}",
+                    f"{_fmt(rig.get('successes_median'))} / {_fmt(rig.get('successes_max'), 0)}",
+                    _fmt(rig.get("drop_rate"), 2), _fmt(rig.get("time_to_goal_median"), 2)]
+        lines.append("| " + " | ".join(row) + " |")
+    wm = [a for a in agents if a.get("prediction_error") is not None]
+    if wm:
+        lines += ["", "World-model prediction error on the rig's recorded episodes "
+                      "(open-loop, mean squared error of the decoded observation):", ""]
+        for a in wm:
+            lines.append(f"- {a['name']}: {a['prediction_error']:.4g}")
+    if len(agents) > 1:
+        best = min(agents, key=lambda a: abs(a["gap"].get("return_mean") or 0.0))
+        lines += ["", f"Smallest sim-to-rig return gap: **{best['name']}** "
+                      f"({_fmt(best['gap'].get('return_mean'))})."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    agents = report["agents"]
+    has_succ = any(a["sim"].get("successes_median") is not None for a in agents)
+    fig, axes = plt.subplots(1, 2 if has_succ else 1, figsize=(5 + 4 * has_succ + 0.8 * len(agents), 4),
+                             squeeze=False)
+    x = np.arange(len(agents))
+    names = [a["name"] for a in agents]
+    ax = axes[0, 0]
+    for k, (where, color) in enumerate((("sim", "tab:blue"), ("rig", "tab:orange"))):
+        means = [a[where]["return_mean"] for a in agents]
+        stds = [a[where]["return_std"] for a in agents]
+        ax.bar(x + (k - 0.5) * 0.38, means, 0.38, yerr=stds, color=color, capsize=3,
+               label="nominal sim" if where == "sim" else report["rig"]["name"])
+    ax.set_xticks(x, names, rotation=20, ha="right")
+    ax.set_ylabel("episode return")
+    ax.set_title("return: sim vs rig")
+    ax.legend()
+    if has_succ:
+        ax = axes[0, 1]
+        for k, (where, color) in enumerate((("sim", "tab:blue"), ("rig", "tab:orange"))):
+            data = [[e["successes"] or 0 for e in a["episodes"][where]] for a in agents]
+            parts = ax.boxplot(data, positions=x + (k - 0.5) * 0.38, widths=0.32, patch_artist=True)
+            for box in parts["boxes"]:
+                box.set_facecolor(color)
+        ax.set_xticks(x, names, rotation=20, ha="right")
+        ax.set_ylabel("consecutive successes")
+        ax.set_title("consecutive successes per episode")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(out_dir: str | pathlib.Path, report: dict) -> dict[str, pathlib.Path]:
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "report.json", "markdown": out / "report.md", "plot": out / "transfer.png"}
+    paths["json"].write_text(json.dumps(report, indent=2) + "\n")
+    paths["markdown"].write_text(markdown(report))
+    plot(report, paths["plot"])
+    return paths
