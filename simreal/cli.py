@@ -25,6 +25,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 # adds ``simreal train NAME``. They import heavy libraries (torch) inside their handlers only,
 # so ``simreal --help`` stays fast.
 COMMAND_MODULES: tuple[str, ...] = (
+    "simreal.rigs.cli",
 )
 
 

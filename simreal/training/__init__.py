@@ -1,12 +1,24 @@
 """What every training command shares: configs with presets and dotted overrides,
 run directories with crash-safe checkpoints, metrics logging, environment
-construction and policy export. Agents live in `simreal.agents`."""
+construction and policy export. Agents live in `simreal.agents`.
 
-from simreal.training.config import ConfigError, from_dict, resolve_config
-from simreal.training.envs import make_training_env, split_keys
-from simreal.training.export import load_export, save_export
-from simreal.training.logger import Logger, read_metrics
-from simreal.training.run import RunDir, RunDirError, pick_device
+Submodules are imported on first use (``simreal --help`` must not pay for torch).
+"""
 
-__all__ = ["ConfigError", "Logger", "RunDir", "RunDirError", "from_dict", "load_export", "make_training_env",
-           "pick_device", "read_metrics", "resolve_config", "save_export", "split_keys"]
+import importlib
+
+_EXPORTS = {
+    "ConfigError": "config", "from_dict": "config", "resolve_config": "config",
+    "make_training_env": "envs", "split_keys": "envs",
+    "load_export": "export", "save_export": "export",
+    "Logger": "logger", "read_metrics": "logger",
+    "RunDir": "run", "RunDirError": "run", "pick_device": "run",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"simreal.training.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'simreal.training' has no attribute {name!r}")

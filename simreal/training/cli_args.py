@@ -12,7 +12,6 @@ import argparse
 import pathlib
 
 from simreal.training.config import ConfigError, merge, resolve_config
-from simreal.training.run import RunDir
 
 
 def add_train_arguments(parser: argparse.ArgumentParser, presets_help: str = "") -> None:
@@ -45,12 +44,14 @@ def shorthand_overrides(args: argparse.Namespace) -> dict:
     return out
 
 
-def prepare_run(args: argparse.Namespace, config_path: str | pathlib.Path) -> tuple[RunDir, dict]:
+def prepare_run(args: argparse.Namespace, config_path: str | pathlib.Path) -> tuple["RunDir", dict]:
     """The run directory and the resolved config (saved there), new or resumed.
 
     On ``--resume`` the saved config is used as is; only ``--steps`` may
     change it (to train longer). Presets, overrides or other flags are an error.
     """
+    from simreal.training.run import RunDir  # torch: imported when a run starts, not for --help
+
     run = RunDir(args.run_dir, resume=args.resume)
     if args.resume:
         cfg = run.load_config()

@@ -1,0 +1,369 @@
+"""Simulated rigs: an env with physics fixed at held-out values, latency and noise, behind the Rig API.
+
+A *reality* is a randomization YAML in fixed mode plus a ``rig:`` block::
+
+    rig:
+      envs: [dm_control/cartpole-swingup-v0, dm_control/cartpole-balance-v0]   # the first is the default
+      env_kwargs: {}                # constructor arguments (HandCubeConfig fields for the hand)
+      description: one line
+      safety: {max_delta: 0.5}      # optional SafetyConfig defaults for this rig
+    version: 1
+    randomizers:                    # the usual randomization schema (see randomizations/*.yaml)
+      - name: pole_mass
+        target: {field: body_mass, names: [pole_1]}
+        distribution: {type: constant, value: 2.0}
+        operation: scale
+
+Physics fields and unmodeled effects (delays, backlash, pushes) must be
+``constant``: they are the reality's values, the same in every episode.
+Observation and action noise may be random (a sensor's noise is). ``extends``
+and ``adr`` are not allowed: a reality lists every value it sets. Shipped
+realities live in ``rigs/realities/`` (``list_realities()``); each value there
+is commented against the training ranges of the shipped randomization files.
+
+`SimulatedRig` runs the hand-cube env (``simreal/HandCube-v0``) or any
+Gymnasium MuJoCo / dm_control env under a reality, as a stand-in for hardware.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import time
+from typing import Any, Mapping
+
+import gymnasium as gym
+import numpy as np
+import yaml
+
+from simreal.registration import HAND_CUBE_ID
+from simreal.rigs.base import Rig, RigError, SafetyConfig
+
+REALITIES_DIR = pathlib.Path(__file__).resolve().parents[2] / "rigs" / "realities"
+_RIG_KEYS = ("envs", "env_kwargs", "description", "safety")
+_FIXED_FAMILIES = ("physics", "effect")
+
+
+@dataclasses.dataclass(frozen=True)
+class Reality:
+    """A held-out world: fixed physics values, latency and noise, for the envs it names."""
+
+    name: str
+    source: str
+    envs: tuple[str, ...]
+    description: str
+    env_kwargs: dict[str, Any]
+    safety: SafetyConfig
+    spec: Any  # simreal.randomize.RandomizationSpec
+
+    @property
+    def env_id(self) -> str:
+        """The default env."""
+        return self.envs[0]
+
+    def values(self) -> list[dict[str, Any]]:
+        """Every randomizer of the reality as plain data (target, distribution, operation, source)."""
+        return [r.model_dump(mode="json", exclude_none=True) for r in self.spec.enabled()]
+
+
+def list_realities() -> list[str]:
+    """Names of the shipped realities."""
+    return sorted(p.stem for p in REALITIES_DIR.glob("*.yaml"))
+
+
+def _resolve(name: str | os.PathLike) -> pathlib.Path:
+    path = pathlib.Path(name)
+    for candidate in (path, REALITIES_DIR / path, REALITIES_DIR / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    shipped = ", ".join(list_realities()) or "none"
+    raise RigError(f"{name}: no such reality file (shipped realities: {shipped})")
+
+
+def load_reality(name: str | os.PathLike | Reality) -> Reality:
+    """A shipped reality by name (``"hand_laggy"``) or a reality YAML file, validated (one-line errors)."""
+    if isinstance(name, Reality):
+        return name
+    from simreal.randomize.spec import RandomizationError, parse_spec
+
+    path = _resolve(name)
+    source = str(path.resolve())
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise RigError(f"{source}{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(data, dict):
+        raise RigError(f"{source}: (top level): expected a mapping with 'rig' and 'randomizers'")
+    rig = data.pop("rig", None)
+    if not isinstance(rig, dict):
+        raise RigError(f"{source}: rig: required mapping with 'envs' (the env ids this reality fits) is missing")
+    unknown = sorted(set(rig) - set(_RIG_KEYS))
+    if unknown:
+        raise RigError(f"{source}: rig.{unknown[0]}: unknown key (known: {', '.join(_RIG_KEYS)})")
+    envs = rig.get("envs")
+    envs = [envs] if isinstance(envs, str) else envs
+    if not envs or not isinstance(envs, list) or not all(isinstance(e, str) and e for e in envs):
+        raise RigError(f"{source}: rig.envs: expected an env id or a list of env ids; got {rig.get('envs')!r}")
+    env_kwargs = rig.get("env_kwargs") or {}
+    if not isinstance(env_kwargs, dict):
+        raise RigError(f"{source}: rig.env_kwargs: expected a mapping; got {type(env_kwargs).__name__}")
+    description = rig.get("description", "")
+    if not isinstance(description, str):
+        raise RigError(f"{source}: rig.description: expected a string")
+    try:
+        safety = SafetyConfig.from_dict(rig.get("safety"), "rig.safety")
+    except ValueError as exc:
+        raise RigError(f"{source}: {exc}") from None
+    for key in ("extends", "remove", "adr"):
+        if data.get(key):
+            raise RigError(f"{source}: {key}: not allowed in a reality (list every value it sets, fixed)")
+    try:
+        spec = parse_spec(data, source)
+    except RandomizationError as exc:
+        raise RigError(str(exc)) from None
+    for i, r in enumerate(spec.randomizers):
+        if r.enabled and r.family in _FIXED_FAMILIES and r.distribution.type != "constant":
+            raise RigError(f"{source}: randomizers[{i}] ({r.name}).distribution: a reality fixes {r.family} values; "
+                           f"use {{type: constant, value: ...}} (only observation and action noise may be random)")
+    return Reality(name=path.stem, source=source, envs=tuple(envs), description=description,
+                   env_kwargs=dict(env_kwargs), safety=safety, spec=spec)
+
+
+def _render_kwargs(env_id: str, size: tuple[int, int]) -> dict[str, Any]:
+    h, w = int(size[0]), int(size[1])
+    if env_id.startswith("dm_control/"):
+        return {"render_mode": "rgb_array", "render_kwargs": {"height": h, "width": w, "camera_id": 0}}
+    return {"render_mode": "rgb_array", "height": h, "width": w}
+
+
+class SimulatedRig(Rig):
+    """An env under a fixed reality, as a rig (kind ``sim``).
+
+    Args:
+        reality: a shipped reality name, a reality YAML path, a `Reality`, or
+            ``None`` for the nominal simulator (then ``env_id`` is required).
+        env_id: the env to run (default: the reality's first env); must be one
+            the reality lists. Use the id the policy was trained on.
+        env_kwargs: env constructor arguments, over the reality's ``env_kwargs``
+            (HandCubeConfig fields for the hand: ``goal``, ``control``, ...).
+        action_repeat, pixels, pixels_only: as in the training env
+            (`simreal.training.envs.make_training_env`); not for the hand.
+        seed: episode ``k`` (counting resets) without an explicit seed uses ``seed + k``.
+        safety: SafetyConfig fields over the reality's ``rig.safety`` defaults.
+        cameras: (height, width) to record camera images with each observation
+            (the hand's three cameras; camera 0 of other envs).
+        realtime: pace steps at ``control_dt`` of wall-clock time, like hardware.
+        name: the rig's name (default ``sim:<reality>``).
+
+    Commands: for the hand, the 20 joint position targets (rad; limits: the
+    actuators' control range), from the action as the env maps it (relative to
+    the measured angles for ``control="relative"``; with ``action="discrete"``
+    the safe target is sent as the neighbouring bin that keeps within the
+    limits, and the bin's own target is recorded); for other envs the action
+    itself (limits: the action space's bounds). The safe state holds the joints
+    where they are (hand) or sets every control to zero.
+    """
+
+    def __init__(self, reality: str | os.PathLike | Reality | None = "hand_nominal", *, env_id: str | None = None,
+                 env_kwargs: Mapping[str, Any] | None = None, action_repeat: int = 1,
+                 pixels: tuple[int, int] | None = None, pixels_only: bool = False, seed: int = 0,
+                 safety: SafetyConfig | None = None, cameras: tuple[int, int] | None = None,
+                 realtime: bool = False, name: str | None = None):
+        self.reality = None if reality is None else load_reality(reality)
+        if self.reality is None:
+            if env_id is None:
+                raise RigError("SimulatedRig: give a reality or an env_id (nominal simulator)")
+        elif env_id is None:
+            env_id = self.reality.env_id
+        elif env_id not in self.reality.envs:
+            raise RigError(f"{self.reality.source}: reality {self.reality.name!r} is for {', '.join(self.reality.envs)}; "
+                           f"got env {env_id!r}")
+        self.seed = int(seed)
+        self.realtime = bool(realtime)
+        self.cameras = None if cameras is None else (int(cameras[0]), int(cameras[1]))
+        self.env_kwargs = {**(self.reality.env_kwargs if self.reality else {}), **dict(env_kwargs or {})}
+        self.action_repeat = int(action_repeat)
+        self.pixels = None if pixels is None else (int(pixels[0]), int(pixels[1]))
+        self.holding = False  # the safe state was applied (watchdog, stop or episode end)
+        self._episodes = 0
+        self._next_tick = 0.0
+        spec = self.reality.spec if self.reality is not None and self.reality.spec.enabled() else None
+        self.is_hand = env_id == HAND_CUBE_ID
+        if self.is_hand:
+            self._make_hand(spec)
+        else:
+            self._make_gym(env_id, spec, pixels_only)
+        base_safety = self.reality.safety if self.reality is not None else SafetyConfig()
+        super().__init__(name=name or f"sim:{self.reality.name if self.reality else 'nominal'}", kind="sim",
+                         observation_space=self.env.observation_space, action_space=self.env.action_space,
+                         control_dt=self._control_dt, command_names=self._command_names, command_low=self._low,
+                         command_high=self._high, command_units=self._units,
+                         safety=base_safety.merged(safety), env_id=env_id)
+
+    # ------------------------------------------------------------------ construction
+    def _make_hand(self, spec) -> None:
+        from simreal.envs.hand_cube import HandCubeEnv
+
+        if self.action_repeat != 1 or self.pixels is not None:
+            raise RigError(f"SimulatedRig: action_repeat and pixels are not options of {HAND_CUBE_ID}")
+        kwargs = dict(self.env_kwargs)
+        if self.cameras is not None:
+            kwargs["render_size"] = self.cameras
+        try:
+            self.env = HandCubeEnv(randomization=spec, **kwargs)
+        except TypeError as exc:
+            raise RigError(str(exc)) from None
+        sim = self.env.sim
+        self.discrete = self.env.config.action == "discrete"
+        self.stack = sim.randomization
+        self._sim = sim
+        self._control_dt = self.env.config.control_dt
+        self._command_names = [sim.model.actuator(i).name for i in range(sim.nu)]
+        self._low, self._high = sim.ctrl_low.copy(), sim.ctrl_high.copy()
+        self._units = "rad (joint position targets)"
+
+    def _make_gym(self, env_id: str, spec, pixels_only: bool) -> None:
+        from simreal.randomize.unmodeled import actuator_names
+        from simreal.randomize.wrappers import find_mujoco
+        from simreal.training.envs import single_env_factory
+
+        kwargs = dict(self.env_kwargs)
+        if self.cameras is not None and self.pixels is None:
+            kwargs.update(_render_kwargs(env_id, self.cameras))
+        self.env = single_env_factory(env_id, seed=self.seed, randomization=spec, action_repeat=self.action_repeat,
+                                      pixels=self.pixels, pixels_only=pixels_only, env_kwargs=kwargs)()
+        if not isinstance(self.env.action_space, gym.spaces.Box):
+            raise RigError(f"SimulatedRig: {env_id} has a {type(self.env.action_space).__name__} action space; "
+                           "rigs need continuous (Box) actions")
+        self.stack = getattr(self._find_randomized(), "stack", None)
+        model, self._data, control_dt = find_mujoco(self.env)
+        self._control_dt = float(control_dt()) * self.action_repeat
+        space = self.env.action_space
+        names = actuator_names(model)
+        self._command_names = names if space.shape == (len(names),) else [f"a{i}" for i in range(space.shape[0])]
+        self._low = np.broadcast_to(space.low, space.shape).astype(np.float64).ravel()
+        self._high = np.broadcast_to(space.high, space.shape).astype(np.float64).ravel()
+        self._units = "actuator control (the env's action)"
+
+    def _find_randomized(self):
+        from simreal.randomize.wrappers import RandomizedEnv
+
+        env = self.env
+        while isinstance(env, gym.Wrapper):
+            if isinstance(env, RandomizedEnv):
+                return env
+            env = env.env
+        return None
+
+    # ------------------------------------------------------------------ hooks
+    def _reset(self, seed, options):
+        if seed is None:
+            seed = self.seed + self._episodes
+        self.episode_seed = int(seed)
+        self._episodes += 1
+        self.holding = False
+        obs, info = self.env.reset(seed=int(seed), options=options)
+        self._next_tick = time.monotonic() + self.control_dt
+        return obs, dict(info)
+
+    def _center(self) -> np.ndarray:
+        sim = self._sim
+        return sim.qpos[0, sim.act_qadr] if self.env.config.control == "relative" else sim.ctrl_mid
+
+    def _unit_of_bins(self, bins: np.ndarray) -> np.ndarray:
+        n = self.env.config.n_bins
+        return np.clip(np.rint(bins), 0, n - 1) * (2.0 / (n - 1)) - 1.0
+
+    def _command_of(self, action: np.ndarray) -> np.ndarray:
+        a = np.asarray(action, dtype=np.float64).ravel()
+        if not self.is_hand:
+            return a
+        unit = self._unit_of_bins(a) if self.discrete else a
+        return self._center() + unit * self._sim.ctrl_half
+
+    def _action_of(self, command: np.ndarray) -> np.ndarray:
+        if not self.is_hand:
+            return command
+        sim = self._sim
+        center = self._center()
+        unit = np.clip((command - center) / sim.ctrl_half, -1.0, 1.0)
+        if not self.discrete:
+            return unit
+        # the bin below or above the wanted target: the nearer one the safety limits allow
+        n = self.env.config.n_bins
+        bins = (unit + 1.0) * 0.5 * (n - 1)
+        lo, hi = np.floor(bins), np.ceil(bins)
+        targets = [np.clip(center + self._unit_of_bins(b) * sim.ctrl_half, sim.ctrl_low, sim.ctrl_high) for b in (lo, hi)]
+        layer = self.safety
+        ok = []
+        for t in targets:
+            fine = (t >= layer.low - 1e-12) & (t <= layer.high + 1e-12)
+            if layer.max_delta is not None and layer.previous is not None:
+                fine &= np.abs(t - layer.previous) <= layer.max_delta + 1e-12
+            ok.append(fine)
+        nearer_hi = np.abs(targets[1] - command) < np.abs(targets[0] - command)
+        reference = layer.previous if layer.previous is not None else command
+        pick_hi = np.where(ok[0] & ok[1], nearer_hi,
+                           np.where(ok[1], True,
+                                    np.where(ok[0], False, np.abs(targets[1] - reference) < np.abs(targets[0] - reference))))
+        return np.where(pick_hi, hi, lo)
+
+    def _applied_command(self, command: np.ndarray, action: np.ndarray) -> np.ndarray:
+        if not (self.is_hand and self.discrete):
+            return command
+        sim = self._sim
+        return np.clip(self._center() + self._unit_of_bins(action) * sim.ctrl_half, sim.ctrl_low, sim.ctrl_high)
+
+    def _apply(self, command, action):
+        if self.realtime:
+            delay = self._next_tick - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self._next_tick = max(self._next_tick, time.monotonic()) + self.control_dt
+        self.holding = False
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, float(reward), bool(terminated), bool(truncated), dict(info)
+
+    def _hold_command(self) -> np.ndarray:
+        if self.is_hand:
+            return np.clip(self._sim.qpos[0, self._sim.act_qadr], self._low, self._high)
+        return np.clip(np.zeros_like(self._low), self._low, self._high)
+
+    def _safe_state(self) -> None:
+        if self.is_hand:
+            sim = self._sim
+            sim.ctrl[0] = np.clip(sim.qpos[0, sim.act_qadr], sim.ctrl_low, sim.ctrl_high)
+        else:
+            data = self._data()
+            data.ctrl[:] = np.clip(0.0, self._low, self._high) if data.ctrl.shape == self._low.shape else 0.0
+        self.holding = True
+
+    def _close(self) -> None:
+        self.env.close()
+
+    def _frames(self) -> dict[str, np.ndarray] | None:
+        if self.cameras is None or self.pixels is not None:
+            return None
+        if self.is_hand:
+            names = [c.name for c in self.env.config.scene.cameras]
+            return dict(zip(names, self.env.render_cameras()))
+        return {"camera0": np.asarray(self.env.render(), dtype=np.uint8)}
+
+    def _sim_state(self) -> dict[str, np.ndarray]:
+        if self.is_hand:
+            return {"qpos": self._sim.qpos[0].copy(), "qvel": self._sim.qvel[0].copy()}
+        data = self._data()
+        return {"qpos": data.qpos.copy(), "qvel": data.qvel.copy()}
+
+    def _extra_info(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"env_kwargs": dict(self.env_kwargs), "action_repeat": self.action_repeat,
+                                 "pixels": list(self.pixels) if self.pixels else None, "seed": self.seed}
+        if self.reality is not None:
+            extra["reality"] = {"name": self.reality.name, "source": self.reality.source,
+                                "description": self.reality.description, "randomizers": self.reality.values()}
+        if self.is_hand:
+            extra["state_layout"] = {k: [s.start, s.stop] for k, s in self.env.state_layout.items()}
+        return extra
