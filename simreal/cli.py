@@ -26,6 +26,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 # so ``simreal --help`` stays fast.
 COMMAND_MODULES: tuple[str, ...] = (
     "simreal.rigs.cli",
+    "simreal.evaluation.cli",
 )
 
 
@@ -384,7 +385,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (CliError, ValueError, TypeError) as exc:
+    except Exception as exc:
+        # user errors: ValueError/TypeError (bad values), and every exception class simreal defines
+        # (RandomizationError, ConfigError, RigError, RecordingError, ...); anything else is a bug
+        if not (isinstance(exc, (ValueError, TypeError)) or type(exc).__module__.startswith("simreal.")):
+            raise
         print(f"simreal {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

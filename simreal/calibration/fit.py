@@ -242,3 +242,39 @@ def centered_spec_yaml(spec: RandomizationSpec, result: FitResult, spread: float
 
 def _round(x: float) -> float:
     return float(f"{x:.6g}")
+
+
+def plot_fit(calibrator: Calibrator, result: FitResult, path, windows: int = 4, features_per_group: int = 2) -> None:
+    """Recorded against simulated trajectories (initial and fitted values) for a few windows, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    before = calibrator.simulate(result.initial_values)
+    after = calibrator.simulate(result.values)
+    target = calibrator.windows.target
+    worst = np.argsort(-np.abs(before - target).reshape(len(target), -1).mean(axis=1))[:windows]
+    columns = [(g, sl.start + k) for g, sl in calibrator.groups.items()
+               for k in range(min(features_per_group, sl.stop - sl.start))]
+    fig, axes = plt.subplots(len(worst), len(columns), figsize=(2.6 * len(columns), 2.0 * len(worst)),
+                             squeeze=False, sharex=True)
+    t = np.arange(1, target.shape[1] + 1)
+    for r, w in enumerate(worst):
+        episode, step = calibrator.windows.origin[w]
+        for c, (group, col) in enumerate(columns):
+            ax = axes[r, c]
+            ax.plot(t, target[w, :, col], "k-", lw=1.5, label="recorded")
+            ax.plot(t, before[w, :, col], ":", color="tab:red", label="initial")
+            ax.plot(t, after[w, :, col], "--", color="tab:green", label="calibrated")
+            if r == 0:
+                ax.set_title(f"{group}[{col - calibrator.groups[group].start}]", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(f"ep {episode}, t {step}", fontsize=8)
+    axes[0, 0].legend(fontsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel("steps into window")
+    fig.suptitle(f"calibration ({result.method}): cost {result.cost_initial:.3g} -> {result.cost_final:.3g}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

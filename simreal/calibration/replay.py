@@ -215,7 +215,8 @@ STATE_ADAPTERS: dict[str, StateAdapter] = {
 class GymReplay:
     """Window-by-window replay on one Gymnasium env wrapped with the parameter spec."""
 
-    def __init__(self, env_id: str, spec: RandomizationSpec, env_kwargs: dict | None = None):
+    def __init__(self, env_id: str, spec: RandomizationSpec, env_kwargs: dict | None = None,
+                 action_repeat: int = 1):
         from simreal.randomize.wrappers import RandomizedEnv, wrap
         from simreal.training.envs import _gym_make
 
@@ -224,6 +225,7 @@ class GymReplay:
                              "and simreal/HandCube-v0); add one to simreal.calibration.replay.STATE_ADAPTERS")
         self.spec = spec
         self.adapter = STATE_ADAPTERS[env_id]
+        self.action_repeat = int(action_repeat)  # physics control steps per recorded action, as on the rig
         self.env: RandomizedEnv = wrap(_gym_make(env_id, None, env_kwargs or {}), spec, seed=0)
         self._groups, start = {}, 0
         space = self.env.observation_space
@@ -255,7 +257,9 @@ class GymReplay:
             for t in range(span):
                 if t == warmup:
                     self._set_state({k: v[w] for k, v in windows.resume.items()})
-                obs, *_ = env.step(windows.actions[w, t].astype(env.action_space.dtype))
+                action = windows.actions[w, t].astype(env.action_space.dtype)
+                for _ in range(self.action_repeat):
+                    obs, *_ = env.step(action)
                 if t >= warmup:
                     out[w, t - warmup] = self.features({k: np.asarray(v)[None] for k, v in obs.items()})[0]
         return out
@@ -269,9 +273,12 @@ class GymReplay:
         self.env.close()
 
 
-def make_replay(env_id: str, spec: RandomizationSpec, env_kwargs: dict | None = None) -> ReplaySim:
+def make_replay(env_id: str, spec: RandomizationSpec, env_kwargs: dict | None = None,
+                action_repeat: int = 1) -> ReplaySim:
     from simreal.registration import HAND_CUBE_ID
 
     if env_id == HAND_CUBE_ID:
+        if action_repeat != 1:
+            raise ValueError(f"{env_id}: action_repeat is not an option of the hand-cube env")
         return HandReplay(spec, env_kwargs)
-    return GymReplay(env_id, spec, env_kwargs)
+    return GymReplay(env_id, spec, env_kwargs, action_repeat)

@@ -1,7 +1,6 @@
 """Running a policy for episodes and summarizing what happened.
 
-Works on anything with Gymnasium's ``reset``/``step`` (envs and rigs alike).
-Per episode: return, length, and, where the env's info reports them (the
+Per episode (from what `simreal.rigs.run_episode` returns): return, length, and, where the env's info reports them (the
 hand-cube task does), consecutive successes, whether the object was dropped,
 and the time to the first goal. Summaries give the median and maximum of
 consecutive successes (as Dactyl reports them), the drop rate, the median
@@ -12,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -45,33 +44,19 @@ class Summary:
                 for k, v in dataclasses.asdict(self).items()}
 
 
-def _batched(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v)[None] for k, v in obs.items()}
-
-
-def run_episode(env, policy, seed: int | None, control_dt: float, max_steps: int | None = None,
-                on_step: Callable[[dict, np.ndarray, float, dict], None] | None = None) -> EpisodeResult:
-    """One episode of ``policy`` (a `simreal.agents.Policy`) on ``env`` (batch size 1)."""
-    obs, info = env.reset(seed=seed)
-    state = policy.initial_state(1)
-    total, steps, first_goal = 0.0, 0, None
-    successes = dropped = None
-    while True:
-        action, state = policy.act(_batched(obs), state, deterministic=True)
-        obs, reward, terminated, truncated, info = env.step(np.asarray(action)[0])
-        total += float(reward)
-        steps += 1
-        if on_step is not None:
-            on_step(obs, np.asarray(action)[0], float(reward), info)
-        if "consecutive_successes" in info:
-            successes = int(info["consecutive_successes"])
-            if first_goal is None and (info.get("is_success") or successes > 0):
-                first_goal = steps * control_dt
-        if "dropped" in info:
-            dropped = bool(dropped) or bool(info["dropped"])
-        if terminated or truncated or (max_steps is not None and steps >= max_steps):
-            break
-    return EpisodeResult(total, steps, successes, dropped, first_goal)
+def episode_metrics(rewards: np.ndarray, infos: dict[str, np.ndarray], control_dt: float) -> EpisodeResult:
+    """An episode's metrics from its per-step rewards and scalar infos (as `simreal.rigs.run_episode` gives)."""
+    rewards = np.asarray(rewards, dtype=float)
+    out = EpisodeResult(float(rewards.sum()), int(len(rewards)))
+    succ = infos.get("consecutive_successes")
+    if succ is not None and len(succ):
+        out.successes = int(succ[-1])
+        hit = np.flatnonzero((np.asarray(infos.get("is_success", succ)) > 0) | (np.asarray(succ) > 0))
+        out.time_to_goal = float((hit[0] + 1) * control_dt) if len(hit) else None
+    dropped = infos.get("dropped")
+    if dropped is not None:
+        out.dropped = bool(np.any(np.asarray(dropped) > 0))
+    return out
 
 
 def summarize(results: Iterable[EpisodeResult]) -> Summary:

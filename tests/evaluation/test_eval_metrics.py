@@ -1,55 +1,24 @@
 import dataclasses
 
-import gymnasium as gym
 import numpy as np
 import pytest
 
-from simreal.evaluation import EpisodeResult, gap, markdown, run_episode, summarize, write_report
+from simreal.evaluation import EpisodeResult, episode_metrics, gap, markdown, summarize, write_report
 
 
-class CountingEnv(gym.Env):
-    """Reward 1 per step; a 'success' every 3rd step; drops at step 7 when asked."""
-
-    observation_space = gym.spaces.Dict({"x": gym.spaces.Box(-1, 1, (1,), np.float32)})
-    action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
-
-    def __init__(self, drop=False):
-        self.drop = drop
-
-    def reset(self, *, seed=None, options=None):
-        self.t, self.succ = 0, 0
-        return {"x": np.zeros(1, np.float32)}, {}
-
-    def step(self, action):
-        assert action.shape == (1,)
-        self.t += 1
-        success = self.t % 3 == 0
-        self.succ += success
-        dropped = self.drop and self.t == 7
-        info = {"consecutive_successes": self.succ, "is_success": success, "dropped": dropped}
-        return {"x": np.zeros(1, np.float32)}, 1.0, dropped, self.t >= 10, info
-
-
-class ConstantPolicy:
-    observation_space, action_space = CountingEnv.observation_space, CountingEnv.action_space
-
-    def initial_state(self, n):
-        return None
-
-    def act(self, obs, state, deterministic=True):
-        assert obs["x"].shape == (1, 1)
-        return np.zeros((1, 1), np.float32), state
-
-    def reset_state(self, state, done):
-        return state
-
-
-def test_run_episode_reads_successes_drops_and_time_to_goal():
-    r = run_episode(CountingEnv(), ConstantPolicy(), seed=0, control_dt=0.08)
-    assert (r.ret, r.length, r.successes, r.dropped) == (10.0, 10, 3, False)
+def test_episode_metrics_read_successes_drops_and_time_to_goal():
+    infos = {"consecutive_successes": np.array([0, 0, 1, 1, 1, 2]), "is_success": np.array([0, 0, 1, 0, 0, 1]),
+             "dropped": np.zeros(6)}
+    r = episode_metrics(np.ones(6), infos, control_dt=0.08)
+    assert (r.ret, r.length, r.successes, r.dropped) == (6.0, 6, 2, False)
     assert r.time_to_goal == pytest.approx(0.24)
-    d = run_episode(CountingEnv(drop=True), ConstantPolicy(), seed=0, control_dt=0.08)
-    assert (d.length, d.successes, d.dropped) == (7, 2, True)
+    infos["dropped"][-1] = 1
+    infos["consecutive_successes"][:] = 0
+    infos["is_success"][:] = 0
+    d = episode_metrics(np.ones(6), infos, control_dt=0.08)
+    assert (d.successes, d.dropped, d.time_to_goal) == (0, True, None)
+    plain = episode_metrics(np.array([1.0, 2.0]), {}, control_dt=0.01)
+    assert (plain.ret, plain.successes, plain.dropped) == (3.0, None, None)
 
 
 def test_summary_and_gap():
