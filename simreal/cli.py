@@ -25,8 +25,11 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 # adds ``simreal train NAME``. They import heavy libraries (torch) inside their handlers only,
 # so ``simreal --help`` stays fast.
 COMMAND_MODULES: tuple[str, ...] = (
+    "simreal.agents.world_models.cli",
+    "simreal.agents.ppo.cli",
     "simreal.rigs.cli",
     "simreal.evaluation.cli",
+    "simreal.perception.cli",
 )
 
 

@@ -19,7 +19,6 @@ targets in [-1, 1], or Dactyl's 11 bins per actuator.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -50,6 +49,7 @@ ControlMode = Literal["relative", "absolute"]
 
 POLICY_KEYS = ("fingertip_pos", "object_pos", "object_quat", "goal_quat", "relative_quat", "last_action")
 STATE_KEY = "state"
+CAMERAS_KEY = "cameras"  # with camera_obs=(h, w): the three camera images, (3, h, w, 3) uint8
 
 
 @dataclass(frozen=True)
@@ -456,32 +456,50 @@ class HandCubeSim:
 
 
 class SceneRenderer:
-    """Renders copies of a :class:`HandCubeSim` from its named cameras (headless EGL by default)."""
+    """Renders copies of a :class:`HandCubeSim` from its named cameras (headless EGL by default).
+
+    Each copy is drawn with its own visual randomization (the randomization
+    file's ``visual`` list), through `simreal.render.multicam.MultiCameraRenderer`.
+    """
 
     def __init__(self, sim: HandCubeSim, height: int, width: int):
+        from simreal.render.multicam import MultiCameraRenderer
+
         self.sim = sim
-        self.model = copy.copy(sim.model)
-        self.data = mujoco.MjData(self.model)
-        self.renderer = mujoco.Renderer(self.model, height, width)
         self.camera_names = [c.name for c in sim.config.scene.cameras]
+        self.renderer = MultiCameraRenderer(sim, height, width, hidden_group=scene_mod.GOAL_GEOM_GROUP)
 
     def render(self, i: int = 0, cameras: list[str] | None = None, show_goal: bool = False) -> list[np.ndarray]:
         """One (H, W, 3) uint8 image per camera of copy i; the goal marker only if show_goal."""
-        self.sim.batch.get_model(i, self.model)
-        self.sim.batch.get_data(i, self.data)
-        mujoco.mj_forward(self.model, self.data)
-        option = mujoco.MjvOption()
-        option.geomgroup[scene_mod.GOAL_GEOM_GROUP] = int(show_goal)
-        images = []
-        for name in cameras or self.camera_names:
-            self.renderer.update_scene(self.data, camera=name, scene_option=option)
-            images.append(self.renderer.render())
-        return images
+        images = self.renderer.render(i, show_hidden=show_goal)
+        names = self.renderer.camera_names
+        for name in cameras or ():
+            if name not in names:
+                raise ValueError(f"no camera {name!r} (cameras: {', '.join(names)})")
+        return [images[names.index(name)] for name in cameras or self.camera_names]
 
     def close(self) -> None:
         if self.renderer is not None:
             self.renderer.close()
             self.renderer = None
+
+
+def check_camera_obs(camera_obs) -> tuple[int, int] | None:
+    """``camera_obs`` as (height, width), or None; one-line error otherwise."""
+    if camera_obs is None:
+        return None
+    try:
+        size = tuple(int(s) for s in camera_obs)
+    except (TypeError, ValueError):
+        size = ()
+    if len(size) != 2 or min(size) < 8:
+        raise ValueError(f"HandCube: camera_obs must be (height, width) >= 8 px or None; got {camera_obs!r}")
+    return size
+
+
+def camera_obs_space(sim: HandCubeSim, size: tuple[int, int]) -> gym.spaces.Box:
+    """The ``cameras`` key: every scene camera's image, (n_cameras, height, width, 3) uint8."""
+    return gym.spaces.Box(0, 255, (len(sim.config.scene.cameras), size[0], size[1], 3), np.uint8)
 
 
 class HandCubeEnv(gym.Env):
@@ -498,14 +516,19 @@ class HandCubeEnv(gym.Env):
     ``randomization`` (a YAML path or RandomizationSpec; the values sampled at
     reset come back in ``info["randomization"]``), ``randomization_in_state``
     (also append them to the privileged ``state``), ``render_mode``
-    (``"rgb_array"``: the cameras side by side) and ``render_size`` (height, width) per camera.
+    (``"rgb_array"``: the cameras side by side), ``render_size`` (height, width) per camera,
+    and ``camera_obs`` (height, width): add the key ``cameras``, every camera's image of the
+    step, (3, height, width, 3) uint8, drawn with the file's visual randomization
+    (``camera_antialias``: multisamples per pixel, default the scene's).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 12.5}
 
     def __init__(self, render_mode: str | None = None, render_size: tuple[int, int] = (240, 320),
-                 randomization=None, randomization_in_state: bool = False, **kwargs: Any):
+                 randomization=None, randomization_in_state: bool = False,
+                 camera_obs: tuple[int, int] | None = None, camera_antialias: int | None = None, **kwargs: Any):
         check_render_args(render_mode, render_size)
+        self.camera_obs = check_camera_obs(camera_obs)
         self.config = HandCubeConfig.from_kwargs(**kwargs)
         self.sim = HandCubeSim(1, self.config)
         self.sim.set_randomization(randomization, in_state=randomization_in_state)
@@ -516,6 +539,15 @@ class HandCubeEnv(gym.Env):
         self.metadata = dict(self.metadata, render_fps=1.0 / self.config.control_dt)
         self._renderer: SceneRenderer | None = None
         self._ids = np.zeros(1, dtype=np.int64)
+        self._camera_renderer = None
+        if self.camera_obs is not None:
+            from simreal.render.multicam import MultiCameraRenderer
+
+            self.observation_space = gym.spaces.Dict(
+                dict(self.observation_space.spaces, **{CAMERAS_KEY: camera_obs_space(self.sim, self.camera_obs)}))
+            self._camera_renderer = MultiCameraRenderer(self.sim, *self.camera_obs, antialias=camera_antialias,
+                                                        cameras=[c.name for c in self.config.scene.cameras])
+        self.camera_antialias = None if self._camera_renderer is None else self._camera_renderer.antialias
 
     @property
     def model(self) -> mujoco.MjModel:
@@ -538,7 +570,10 @@ class HandCubeEnv(gym.Env):
         return self._obs(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
 
     def _obs(self) -> dict[str, np.ndarray]:
-        return {k: v[0] for k, v in self.sim.observe().items()}
+        obs = {k: v[0] for k, v in self.sim.observe().items()}
+        if self._camera_renderer is not None:
+            obs[CAMERAS_KEY] = self._camera_renderer.render(0)
+        return obs
 
     def reset_info(self) -> dict[str, Any]:
         return dict(self._info(False, False), **self.sim.randomization_info(0))
@@ -571,3 +606,6 @@ class HandCubeEnv(gym.Env):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+        if self._camera_renderer is not None:
+            self._camera_renderer.close()
+            self._camera_renderer = None

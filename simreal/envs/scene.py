@@ -119,6 +119,7 @@ class LightSpec:
     ambient: tuple[float, float, float] = (0.1, 0.1, 0.1)
     directional: bool = False
     castshadow: bool = False
+    active: bool = True  # an inactive light is part of the pool that visual randomization switches on
 
 
 # Nominal resting place of the cube centre on the palm (world frame).
@@ -133,6 +134,11 @@ DEFAULT_CAMERAS = (
 DEFAULT_LIGHTS = (
     LightSpec("key", pos=(1.0, 0.6, 1.2), dir=(0.0, 0.25, -1.0), diffuse=(0.8, 0.8, 0.8), directional=True),
     LightSpec("fill", pos=(0.6, 0.7, 0.6), dir=(0.4, 0.2, -0.5), diffuse=(0.35, 0.35, 0.35)),
+) + tuple(  # off by default: the pool that visual randomization draws Dactyl's 4-6 lights from
+    LightSpec(f"pool{k}", pos=tuple(float(v) for v in np.asarray(_CAM_TARGET) + 0.6 * np.asarray(u)),
+              dir=tuple(float(v) for v in -np.asarray(u)), diffuse=(0.4, 0.4, 0.4), specular=(0.2, 0.2, 0.2),
+              ambient=(0.0, 0.0, 0.0), directional=True, active=False)
+    for k, u in enumerate([(0.5, -0.5, 0.707), (-0.5, -0.5, 0.707), (0.5, 0.5, 0.707), (-0.5, 0.5, 0.707)])
 )
 # Like a die: opposite faces sum to 7, and every face has its own color.
 DEFAULT_FACES = {
@@ -235,12 +241,19 @@ def build_spec(scene: SceneSpec | None = None) -> mujoco.MjSpec:
     <material name="goal" texture="cube_faces" rgba="1 1 1 0.5"/>
     <texture name="floor" type="2d" builtin="checker" rgb1="0.25 0.28 0.32" rgb2="0.18 0.2 0.23" width="256" height="256"/>
     <material name="floor" texture="floor" texrepeat="8 8" reflectance="0.05"/>
+    <texture name="hand" type="cube" builtin="flat" rgb1="1 1 1" rgb2="1 1 1" width="32" height="32"/>
   </asset>
   <worldbody>{robot}</worldbody>
 </mujoco>"""
     assets = dict(meshes)
     assets["cube_faces.png"] = cube_texture_png(scene.cube)
     spec = mujoco.MjSpec.from_string(xml, assets=assets)
+    # texture slots for visual randomization: the hand's material gets a white texture (nominal look
+    # unchanged: texture x color), and the hand assets' unnamed skybox a name
+    spec.material("robot0:MatViz").textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = "hand"
+    for tex in spec.textures:
+        if tex.type == mujoco.mjtTexture.mjTEXTURE_SKYBOX and not tex.name:
+            tex.name = "skybox"
 
     world = spec.worldbody
     if scene.floor:
@@ -261,6 +274,7 @@ def build_spec(scene: SceneSpec | None = None) -> mujoco.MjSpec:
             name=light.name, pos=list(light.pos), dir=list(light.dir), diffuse=list(light.diffuse),
             specular=list(light.specular), ambient=list(light.ambient), castshadow=light.castshadow,
             type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL if light.directional else mujoco.mjtLightType.mjLIGHT_SPOT,
+            active=light.active,
         )
     return spec
 

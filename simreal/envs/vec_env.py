@@ -16,7 +16,14 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
-from simreal.envs.hand_cube import HandCubeConfig, HandCubeSim, check_render_args
+from simreal.envs.hand_cube import (
+    CAMERAS_KEY,
+    HandCubeConfig,
+    HandCubeSim,
+    camera_obs_space,
+    check_camera_obs,
+    check_render_args,
+)
 
 
 class HandCubeVecEnv(VecEnv):
@@ -29,13 +36,18 @@ class HandCubeVecEnv(VecEnv):
         render_size: (height, width) of each camera view.
         randomization: a YAML path or RandomizationSpec; each copy samples its own values.
         randomization_in_state: also append the sampled values to the privileged ``state``.
+        camera_obs: (height, width) to add the key ``cameras``: every camera's image of each copy,
+            (n_envs, 3, height, width, 3) uint8, with the copy's visual randomization.
+        camera_antialias: multisamples per pixel of those images (default: the scene's).
         **kwargs: fields of :class:`HandCubeConfig`.
     """
 
     def __init__(self, n_envs: int, nthread: int | None = None, render_mode: str | None = None,
                  render_size: tuple[int, int] = (240, 320), randomization=None,
-                 randomization_in_state: bool = False, **kwargs: Any):
+                 randomization_in_state: bool = False, camera_obs: tuple[int, int] | None = None,
+                 camera_antialias: int | None = None, **kwargs: Any):
         check_render_args(render_mode, render_size)
+        self.camera_obs = check_camera_obs(camera_obs)
         if not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
             raise ValueError(f"n_envs must be a positive integer; got {n_envs!r}")
         if nthread is None:
@@ -50,7 +62,17 @@ class HandCubeVecEnv(VecEnv):
         self._renderer = None
         self._actions: np.ndarray | None = None
         self._all = np.arange(n_envs)
-        super().__init__(n_envs, self.sim.observation_space(), self.sim.action_space())
+        obs_space = self.sim.observation_space()
+        self._camera_renderer = None
+        if self.camera_obs is not None:
+            from simreal.render.multicam import MultiCameraRenderer
+
+            obs_space = gym.spaces.Dict(dict(obs_space.spaces,
+                                             **{CAMERAS_KEY: camera_obs_space(self.sim, self.camera_obs)}))
+            self._camera_renderer = MultiCameraRenderer(self.sim, *self.camera_obs, antialias=camera_antialias,
+                                                        cameras=[c.name for c in self.config.scene.cameras])
+        self.camera_antialias = None if self._camera_renderer is None else self._camera_renderer.antialias
+        super().__init__(n_envs, obs_space, self.sim.action_space())
 
     # ------------------------------------------------------------ VecEnv API
     def reset(self):
@@ -61,7 +83,17 @@ class HandCubeVecEnv(VecEnv):
         self._reset_options()
         self.sim.reset(self._all)
         self.reset_infos = [self._reset_info(i) for i in range(self.num_envs)]
-        return self.sim.observe()
+        return self._with_cameras(self.sim.observe(), self._all)
+
+    def _with_cameras(self, obs: dict[str, np.ndarray], ids: np.ndarray) -> dict[str, np.ndarray]:
+        """obs with the ``cameras`` key (copies ids rendered) when camera observations are on."""
+        if self._camera_renderer is not None:
+            images = obs.get(CAMERAS_KEY)
+            if images is None:
+                images = obs[CAMERAS_KEY] = np.empty((self.num_envs,) + self._camera_renderer.shape, np.uint8)
+            for i in ids:
+                self._camera_renderer.render(int(i), out=images[i])
+        return obs
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions)
@@ -73,7 +105,7 @@ class HandCubeVecEnv(VecEnv):
         self._actions = None
         done = terminated | truncated
         infos = [self._info(i, success[i], dropped[i]) for i in range(self.num_envs)]
-        obs = self.sim.observe()
+        obs = self._with_cameras(self.sim.observe(), self._all)
         if done.any():
             ids = np.flatnonzero(done)
             for i in ids:
@@ -82,9 +114,9 @@ class HandCubeVecEnv(VecEnv):
             self.sim.reset(ids)  # each copy continues its own RNG stream
             for i in ids:
                 infos[i].update(self.sim.randomization_info(i))
-            fresh = self.sim.observe(ids)
-            for v, f in zip(obs.values(), fresh.values()):
-                v[ids] = f[ids]
+            fresh = self._with_cameras(self.sim.observe(ids), ids)
+            for key, f in fresh.items():
+                obs[key][ids] = f[ids]
         return obs, reward.astype(np.float32), done, infos
 
     def _reset_info(self, i: int) -> dict[str, Any]:
@@ -102,6 +134,9 @@ class HandCubeVecEnv(VecEnv):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+        if self._camera_renderer is not None:
+            self._camera_renderer.close()
+            self._camera_renderer = None
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         if self.render_mode != "rgb_array":

@@ -19,6 +19,23 @@ array field, or ``opt.NAME`` for an MjOption field such as ``opt.gravity``),
 ``{observation: KEY}`` (observation noise; the privileged state stays clean) and
 ``{action: all | [ACTUATOR GLOB...]}`` (action noise).
 
+A second list, ``visual``, holds randomizers of the rendered images only (the
+physics and the measured observations never see them), in the same format::
+
+    visual:
+      - name: camera_fov
+        target: {field: cam_fovy}                      # a rendering field (VISUAL_FIELDS)
+        distribution: {type: uniform, low: -1.0, high: 1.0}
+        operation: add
+      - name: lights
+        target: {visual: light_count}                  # a scene parameter (VISUAL_PARAMS)
+        distribution: {type: choice, values: [4, 5, 6]}
+        operation: set
+      - name: contrast
+        target: {image: contrast}                      # an image effect (IMAGE_EFFECTS)
+        distribution: {type: uniform, low: 0.5, high: 1.5}
+        operation: set
+
 Every problem is reported as one line naming the file, the key path and what was
 expected: ``RandomizationError: dactyl.yaml: randomizers[2].distribution.low:
 Input should be a valid number (got 'abc')``.
@@ -135,8 +152,81 @@ class AdrConfig(_Strict):
         return self
 
 
+# ------------------------------------------------------------------ visual targets
+# MjModel fields that only change what the renderer draws. In the file's ``visual`` list a
+# ``{field: ...}`` target must name one of these; the physics never sees the change.
+VISUAL_FIELDS: dict[str, str] = {
+    "cam_pos": "camera position (m, in its parent body's frame)",
+    "cam_fovy": "camera vertical field of view (degrees)",
+    "light_pos": "light position (m)",
+    "light_dir": "light direction (normalized after the operation)",
+    "light_diffuse": "light diffuse color (RGB)",
+    "light_specular": "light specular color (RGB)",
+    "light_ambient": "light ambient color (RGB)",
+    "light_active": "light on (1) or off (0), rounded",
+    "mat_rgba": "material color (RGBA, clipped to [0, 1])",
+    "mat_specular": "material specularity [0, 1]",
+    "mat_shininess": "material shininess [0, 1]",
+    "mat_reflectance": "material reflectance [0, 1] (mirror-like planes)",
+    "mat_emission": "material emission",
+    "geom_rgba": "geom color (RGBA, clipped to [0, 1]; used by geoms without a material)",
+}
+
+# visual parameter -> (object kind its names select, what one sample means)
+VISUAL_PARAMS: dict[str, tuple[str, str]] = {
+    "camera_rotation": ("camera", "angle (degrees) of a rotation about a random axis, drawn with each sample"),
+    "light_count": ("light", "number of lights on, a random subset of the selected lights (rounded)"),
+    "light_position": ("light", "distance (m) from the cameras' common target, in a random direction over "
+                                "the upper half-sphere; the light points at the target"),
+    "light_intensity": ("light", "diffuse and specular intensity of each light (nominal 1)"),
+    "light_total_intensity": ("light", "sum of the mean diffuse intensity of the lights that are on; applied "
+                                       "after every other light randomizer, keeping their ratios"),
+    "material_hue": ("material", "hue shift in turns (nominal 0), on the material color and its texture"),
+    "material_saturation": ("material", "saturation (nominal: each color's own), on color and texture"),
+    "material_value": ("material", "value/brightness (nominal: each color's own), on color and texture"),
+    "texture": ("texture", "blend weight of a procedural pattern over the texture (0 nominal, 1 pattern only)"),
+}
+TEXTURE_PATTERNS = ("noise", "checker", "gradient", "stripes")
+# image effect -> what one sample means (applied in this order, per camera image)
+IMAGE_EFFECTS: dict[str, str] = {
+    "blur": "Gaussian blur sigma in pixels (nominal 0)",
+    "brightness": "offset added to every pixel, in units of full scale (nominal 0)",
+    "contrast": "factor on each pixel's distance from the image mean (nominal 1)",
+    "noise": "per-pixel Gaussian noise std, in units of the image's own std (nominal 0), new every frame",
+}
+
+
+class VisualTarget(_Strict):
+    """A parameter of the rendered scene that is not one model field (see ``VISUAL_PARAMS``)."""
+
+    visual: Literal[tuple(VISUAL_PARAMS)]  # type: ignore[valid-type]
+    names: list[str] | None = Field(default=None, description="glob patterns over camera, light, material or "
+                                                              "texture names (all if omitted)")
+    patterns: list[Literal[TEXTURE_PATTERNS]] | None = Field(  # type: ignore[valid-type]
+        default=None, description="texture only: the procedural patterns to choose from (default all)")
+    center: tuple[float, float, float] | None = Field(
+        default=None, description="light_position only: the point lights circle (default: where the cameras look)")
+
+    @model_validator(mode="after")
+    def _options_fit(self):
+        if self.patterns is not None and self.visual != "texture":
+            raise ValueError(f"'patterns' is an option of visual: texture, not of {self.visual!r}")
+        if self.patterns is not None and not self.patterns:
+            raise ValueError("patterns must name at least one of " + ", ".join(TEXTURE_PATTERNS))
+        if self.center is not None and self.visual != "light_position":
+            raise ValueError(f"'center' is an option of visual: light_position, not of {self.visual!r}")
+        return self
+
+
+class ImageTarget(_Strict):
+    """An effect on the rendered images of the cameras whose names match (all if omitted)."""
+
+    image: Literal[tuple(IMAGE_EFFECTS)]  # type: ignore[valid-type]
+    names: list[str] | None = Field(default=None, description="glob patterns over camera names")
+
+
 _TARGET_CLASSES = {FieldTarget: "field", ObservationTarget: "observation", ActionTarget: "action",
-                   EffectTarget: "effect"}
+                   EffectTarget: "effect", VisualTarget: "visual", ImageTarget: "image"}
 
 
 def _target_kind(value: Any) -> str | None:
@@ -156,11 +246,14 @@ Target = Annotated[
         Annotated[ObservationTarget, Tag("observation")],
         Annotated[ActionTarget, Tag("action")],
         Annotated[EffectTarget, Tag("effect")],
+        Annotated[VisualTarget, Tag("visual")],
+        Annotated[ImageTarget, Tag("image")],
     ],
     Discriminator(
         _target_kind,
         custom_error_type="target_kind",
-        custom_error_message="expected a mapping with one of the keys 'field', 'observation', 'action' or 'effect'",
+        custom_error_message="expected a mapping with one of the keys 'field', 'observation', 'action', 'effect', "
+                             "'visual' or 'image'",
     ),
 ]
 
@@ -211,10 +304,16 @@ class Randomizer(_Strict):
                 raise ValueError(f"the initial range [{d.low}, {d.high}] must lie inside adr.limits [{lo}, {hi}]")
         return self
 
+    @model_validator(mode="after")
+    def _not_visual(self):
+        if isinstance(self.target, (VisualTarget, ImageTarget)):
+            raise ValueError("visual and image targets go in the file's 'visual' list, not in 'randomizers'")
+        return self
+
     @property
     def family(self) -> str:
         return {FieldTarget: "physics", ObservationTarget: "observation", ActionTarget: "action",
-                EffectTarget: "effect"}[type(self.target)]
+                EffectTarget: "effect", VisualTarget: "visual", ImageTarget: "visual"}[type(self.target)]
 
     @property
     def period(self) -> int:
@@ -226,6 +325,30 @@ class Randomizer(_Strict):
         return self.resample.every_n_steps
 
 
+class VisualRandomizer(Randomizer):
+    """One randomized quantity of the rendered images (the file's ``visual`` list).
+
+    Targets: ``{field: NAME, names, columns}`` with NAME one of ``VISUAL_FIELDS``,
+    ``{visual: PARAM, names}`` with PARAM one of ``VISUAL_PARAMS``, or
+    ``{image: EFFECT, names}`` with EFFECT one of ``IMAGE_EFFECTS``. They act on
+    what the cameras see only; the physics and the measured observations are untouched.
+    """
+
+    @model_validator(mode="after")
+    def _not_visual(self):
+        target = self.target
+        if isinstance(target, FieldTarget) and target.field not in VISUAL_FIELDS:
+            raise ValueError(f"{target.field!r} is not a rendering field (visual fields: {', '.join(VISUAL_FIELDS)}); "
+                             f"physics fields go in 'randomizers'")
+        if not isinstance(target, (FieldTarget, VisualTarget, ImageTarget)):
+            raise ValueError("a visual randomizer targets {field: ...}, {visual: ...} or {image: ...}")
+        return self
+
+    @property
+    def family(self) -> str:
+        return "visual"
+
+
 class RandomizationSpec(_Strict):
     """A whole randomization file, after ``extends`` and ``remove`` are resolved."""
 
@@ -235,19 +358,27 @@ class RandomizationSpec(_Strict):
     remove: list[str] = Field(default_factory=list, description="names of inherited randomizers to drop")
     adr: AdrConfig | None = Field(default=None, description="automatic domain randomization settings")
     randomizers: list[Randomizer] = Field(default_factory=list)
+    visual: list[VisualRandomizer] = Field(default_factory=list,
+                                           description="randomizers of the rendered images (cameras, lights, "
+                                                       "materials, textures, image effects)")
     _source: str = PrivateAttr(default="<memory>")
 
     @model_validator(mode="after")
     def _unique_names(self):
         seen = set()
-        for i, r in enumerate(self.randomizers):
-            if r.name in seen:
-                raise ValueError(f"randomizers[{i}].name: duplicate name {r.name!r}")
-            seen.add(r.name)
+        for where, items in (("randomizers", self.randomizers), ("visual", self.visual)):
+            for i, r in enumerate(items):
+                if r.name in seen:
+                    raise ValueError(f"{where}[{i}].name: duplicate name {r.name!r}")
+                seen.add(r.name)
         return self
 
     def adr_randomizers(self) -> list[Randomizer]:
-        return [r for r in self.enabled() if r.adr is not None]
+        return [r for r in self.enabled() + self.enabled_visual() if r.adr is not None]
+
+    def enabled_visual(self) -> list[VisualRandomizer]:
+        """The enabled entries of the ``visual`` list."""
+        return [r for r in self.visual if r.enabled]
 
     @property
     def source(self) -> str:
@@ -261,13 +392,14 @@ class RandomizationSpec(_Strict):
         return RandomizationError(f"{self._source}: {where}: {message}")
 
     def locate(self, name: str) -> str:
-        for i, r in enumerate(self.randomizers):
-            if r.name == name:
-                return f"randomizers[{i}] ({name})"
+        for where, items in (("randomizers", self.randomizers), ("visual", self.visual)):
+            for i, r in enumerate(items):
+                if r.name == name:
+                    return f"{where}[{i}] ({name})"
         return name
 
 
-_TAGS = DISTRIBUTION_TYPES + ("field", "observation", "action", "effect", "named", "every")
+_TAGS = DISTRIBUTION_TYPES + ("field", "observation", "action", "effect", "visual", "image", "named", "every")
 
 
 def _format_loc(loc: tuple, data: Any) -> str:
@@ -286,7 +418,7 @@ def _format_loc(loc: tuple, data: Any) -> str:
                 node = node[item]
                 if isinstance(node, dict) and isinstance(node.get("name"), str):
                     label = node["name"]
-            if label and parts[:-1] == ["randomizers"]:
+            if label and parts[:-1] in (["randomizers"], ["visual"]):
                 parts[-1] += f" ({label})"
         else:
             parts.append(("." if parts else "") + str(item))
@@ -311,7 +443,7 @@ def _one_line(source: str, exc: ValidationError, data: Any) -> RandomizationErro
     got = f" (got {inp!r})" if shows_input else ""
     more = f" (+{len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     loc = _format_loc(tuple(first["loc"]), data)
-    nested = re.match(r"^(randomizers\[\d+\][.\w]*): (.*)$", msg)
+    nested = re.match(r"^((?:randomizers|visual)\[\d+\][.\w]*): (.*)$", msg)
     if not first["loc"] and nested:  # a whole-file check that names its own key path
         loc, msg = nested.groups()
     text = f"{source}: {loc}: {msg}{got}{more}".replace("\n", " ")
@@ -378,6 +510,7 @@ def load_spec(path: str | pathlib.Path, _chain: tuple[pathlib.Path, ...] = ()) -
     data = _read_yaml(file)
     spec = parse_spec(data, str(file))
     merged: dict[str, Randomizer] = {}
+    merged_visual: dict[str, VisualRandomizer] = {}  # the 'visual' list, merged the same way
     adr = spec.adr
     for i, parent_name in enumerate(spec.extends):
         parent_path = resolve_path(parent_name, file.parent)
@@ -385,17 +518,26 @@ def load_spec(path: str | pathlib.Path, _chain: tuple[pathlib.Path, ...] = ()) -
             raise RandomizationError(f"{file}: extends[{i}]: file {parent_name!r} not found")
         parent = load_spec(parent_path, (*_chain, file))
         for r in parent.randomizers:
+            merged_visual.pop(r.name, None)
             merged[r.name] = r
+        for r in parent.visual:
+            merged.pop(r.name, None)
+            merged_visual[r.name] = r
         if spec.adr is None and parent.adr is not None:
             adr = parent.adr
     for i, name in enumerate(spec.remove):
-        if name not in merged:
+        if name not in merged and name not in merged_visual:
             raise RandomizationError(f"{file}: remove[{i}]: no inherited randomizer named {name!r}")
-        del merged[name]
+        merged.pop(name, None)
+        merged_visual.pop(name, None)
     for r in spec.randomizers:
+        merged_visual.pop(r.name, None)  # an entry replaces an inherited one of its name, in either list
         merged[r.name] = r
+    for r in spec.visual:
+        merged.pop(r.name, None)
+        merged_visual[r.name] = r
     resolved = RandomizationSpec(version=spec.version, description=spec.description, adr=adr,
-                                 randomizers=list(merged.values()))
+                                 randomizers=list(merged.values()), visual=list(merged_visual.values()))
     resolved._source = str(file)
     if resolved.adr_randomizers() and resolved.adr is None:
         first = resolved.adr_randomizers()[0].name

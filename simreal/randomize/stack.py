@@ -15,6 +15,10 @@ what the policy sees, freezing after noise):
    marker freeze; keys computed from measured ones (the goal relative to the
    observed cube) come after, with their own noise. The privileged ``state``
    stays clean.
+7. images (the file's ``visual`` list): drawn with the others at reset and per
+   step; applied only when a camera renders a copy (`VisualStack`: scene,
+   then textures, then image effects), never to the simulation, and left out
+   of the privileged state.
 
 Each randomizer draws from its own stream, ``make_rng(env_seed, "randomizer",
 name)``, so adding or removing one never changes another's numbers.
@@ -31,6 +35,7 @@ from simreal.randomize.observation import ObservationNoise
 from simreal.randomize.physics import FieldRandomizer
 from simreal.randomize.spec import RandomizationError, RandomizationSpec, Randomizer, load_spec
 from simreal.randomize.unmodeled import EFFECTS, ActionNoise, Effect, EffectParam, EffectUnavailable
+from simreal.randomize.visual import VisualStack, bind_visual
 
 FAMILY_ORDER = ("physics", "effect", "action", "observation")
 
@@ -46,7 +51,7 @@ class RandomizationStack:
         self.effects: dict[str, Effect] = {}
         self._seeds: list[int | None] = [None] * sim.n_envs
         self._refresh()
-        for r in self.spec.enabled():
+        for r in self.spec.enabled() + self.spec.enabled_visual():
             self.insert(len(self.items), r)
         self.adr = None
         if self.spec.adr_randomizers():
@@ -67,6 +72,8 @@ class RandomizationStack:
             return ActionNoise(r, self.spec, self.sim)
         if r.family == "effect":
             return EffectParam(r, self.spec, self._effect(r))
+        if r.family == "visual":  # the renderer applies these (see visual.py); the simulation never sees them
+            return bind_visual(r, self.spec, self.sim)
         return ObservationNoise(r, self.spec, self.sim, self.obs_space)
 
     def _effect(self, r: Randomizer) -> Effect:
@@ -99,6 +106,14 @@ class RandomizationStack:
         self._action = [b for b in self.items if isinstance(b, ActionNoise)]
         self._noise = [b for b in self.items if isinstance(b, ObservationNoise)]
         self._periodic = [b for b in self.items if b.spec.period > 0]
+        self._visual: VisualStack | None = None  # rebuilt on first use (see `visual`)
+
+    @property
+    def visual(self) -> VisualStack:
+        """The visual randomizers as renderers apply them (built on first use after each edit)."""
+        if self._visual is None:
+            self._visual = VisualStack([b for b in self.items if b.family == "visual"], self.sim.model)
+        return self._visual
 
     def _set_effect_inputs(self, effect: Effect) -> None:
         """Hand an effect its randomizers in stack order; an effect left without any leaves the stack."""
@@ -147,7 +162,7 @@ class RandomizationStack:
         return "\n".join(b.describe() for b in self.ordered())
 
     def ordered(self) -> list[BoundRandomizer]:
-        return sorted(self.items, key=lambda b: FAMILY_ORDER.index(b.family))
+        return sorted(self.items, key=lambda b: (FAMILY_ORDER + ("visual",)).index(b.family))
 
     # ------------------------------------------------------------- fixed mode
     def set_fixed(self, values: dict[str, Any] | None) -> None:
@@ -250,10 +265,14 @@ class RandomizationStack:
 
     @property
     def privileged_size(self) -> int:
-        return sum(b.size for b in self.items)
+        return sum(b.size for b in self.items if b.family != "visual")
 
     def privileged(self) -> np.ndarray:
-        """(n_envs, total size) of every sampled value, in stack order, for the critic's observation."""
-        if not self.items:
+        """(n_envs, total size) of every sampled value, in stack order, for the critic's observation.
+
+        Visual values describe the images, not the dynamics: they stay out.
+        """
+        items = [b for b in self.items if b.family != "visual"]
+        if not items:
             return np.zeros((self.sim.n_envs, 0))
-        return np.concatenate([b.values for b in self.items], axis=1)
+        return np.concatenate([b.values for b in items], axis=1)

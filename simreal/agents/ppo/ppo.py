@@ -1,0 +1,602 @@
+"""Recurrent PPO with an asymmetric critic: the trainer behind ``simreal train ppo``.
+
+One update, top to bottom (as CleanRL's ``ppo_atari_lstm.py``, made fast):
+
+1. **Collect** ``n_steps`` steps from ``n_envs`` envs. The actor reads its keys
+   (what the robot measures), the critic its own (the privileged ``state``);
+   LSTM states are zeroed where an episode starts. A truncated episode's last
+   reward gets ``gamma * V(terminal observation)`` added (the critic run one
+   step further on the ``terminal_observation`` the VecEnv reports), so GAE
+   bootstraps through time limits but not through terminations.
+2. **Advantages**: GAE over the rollout; value targets normalized by the
+   returns' running statistics (the critic predicts normalized values),
+   advantages normalized over the rollout.
+3. **Update** ``epochs`` times over ``minibatches`` minibatches cut by env, so
+   sequences stay whole; each minibatch replays the LSTM over its envs'
+   segments in one call (`buffer.SegmentLayout`): clipped surrogate, value
+   loss, entropy bonus, gradient-norm clipping, a linear learning-rate schedule.
+4. **Log** ``train/``, ``rand/`` (sampled randomization values, ADR ranges),
+   ``time/``; every ``eval.every`` updates ``eval/`` from deterministic
+   episodes on a separate env.
+
+**Checkpoints and resume.** Every ``run.checkpoint_every`` updates the trainer
+saves the model, optimizer, observation and value normalizers, the
+randomization stacks' state (ADR ranges and buffers), every RNG state and the
+counters, then writes the policy export. The physics state of arbitrary envs
+cannot be saved, so right after every checkpoint -- in an uninterrupted run
+exactly as in a resumed one -- the envs are re-seeded from ``(seed, update)``
+and reset, and the recurrent states zeroed: the episodes running at a
+checkpoint are cut there (the last rollout already bootstrapped their value,
+as at the end of any rollout). What follows a checkpoint is therefore a pure
+function of the checkpoint, and ``--resume`` reproduces the uninterrupted run
+update for update. A killed run loses at most ``checkpoint_every`` updates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from simreal.agents.ppo.buffer import RolloutBuffer, SegmentLayout, compute_gae
+from simreal.agents.ppo.policy import (ActionSpec, ActorCritic, PolicyConfig, PPOPolicy, flatten_obs, key_sizes,
+                                       network_config, reset_state, select_state)
+from simreal.registration import HAND_CUBE_ID
+from simreal.training.config import ConfigError, from_dict
+from simreal.training.run import (RunDir, RunDirError, capture_global_rng, generator_state, pick_device,
+                                  restore_generator, restore_global_rng)
+from simreal.utils.seeding import make_rng
+
+CHECKPOINT_FORMAT = "simreal-ppo-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+# --------------------------------------------------------------------------- config
+@dataclasses.dataclass
+class EnvConfig:
+    """The ``env`` section: what to train on."""
+
+    id: str = HAND_CUBE_ID
+    randomization: str = "none"          # a YAML path or shipped name; "none" for nominal physics
+    randomization_in_state: bool = True  # hand env: sampled values appended to the critic's `state`
+    n_envs: int = 16
+    action_repeat: int = 1
+    kwargs: dict = dataclasses.field(default_factory=dict)  # env constructor arguments
+    actor_keys: list[str] | None = None   # default: every key but `state` and `image`
+    critic_keys: list[str] | None = None  # default: `state` when present, else the actor's keys
+    nthread: int | None = None            # hand env: physics threads (default: all cores)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """The ``run`` section: budget, seed, device, checkpoints."""
+
+    steps: int = 1_000_000
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 10  # updates
+    keep_checkpoints: int = 3
+    torch_threads: int = 1      # torch intra-op threads (small networks: 1 is fastest); 0 = torch's default
+    tensorboard: bool = True
+
+
+@dataclasses.dataclass
+class PPOConfig:
+    """The ``ppo`` section: the learning algorithm."""
+
+    n_steps: int = 128           # rollout length per env
+    epochs: int = 4
+    minibatches: int = 4         # cut by env: n_envs must be >= minibatches
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip: float = 0.2
+    lr: float = 3e-4
+    lr_schedule: str = "linear"  # linear (to 0 at the last update) | constant
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    normalize_advantages: bool = True
+    normalize_values: bool = True
+    normalize_observations: bool = True
+    obs_clip: float = 10.0
+    target_kl: float | None = None  # stop an update's epochs early above this approximate KL
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    """The ``eval`` section: periodic deterministic evaluation on a separate env."""
+
+    every: int = 10              # updates; 0 turns evaluation off
+    episodes: int = 8            # one episode per eval env copy
+    max_steps: int = 1000        # cap on an evaluation episode's length
+    randomization: str | None = None  # None: the training file (at the current ADR ranges)
+    deterministic: bool = True
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    env: EnvConfig
+    run: RunConfig
+    ppo: PPOConfig
+    policy: PolicyConfig
+    eval: EvalConfig
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any]) -> "TrainConfig":
+        sections = {"env": EnvConfig, "run": RunConfig, "ppo": PPOConfig, "policy": PolicyConfig, "eval": EvalConfig}
+        unknown = set(cfg) - set(sections)
+        if unknown:
+            raise ConfigError(f"config: unknown section '{sorted(unknown)[0]}' (known: {', '.join(sections)})")
+        try:
+            built = {name: from_dict(kind, dict(cfg.get(name) or {}), name) for name, kind in sections.items()}
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        out = cls(**built)
+        out.check()
+        return out
+
+    def check(self) -> None:
+        p, e, r = self.ppo, self.env, self.run
+        for where, value, low in (("env.n_envs", e.n_envs, 1), ("ppo.n_steps", p.n_steps, 1),
+                                  ("ppo.epochs", p.epochs, 1), ("ppo.minibatches", p.minibatches, 1),
+                                  ("run.checkpoint_every", r.checkpoint_every, 1), ("run.steps", r.steps, 1),
+                                  ("eval.episodes", self.eval.episodes, 1), ("eval.max_steps", self.eval.max_steps, 1)):
+            if value < low:
+                raise ConfigError(f"{where}: expected an integer >= {low}, got {value}")
+        if p.minibatches > e.n_envs:
+            raise ConfigError(f"ppo.minibatches: minibatches are cut by env, so at most env.n_envs={e.n_envs}; "
+                              f"got {p.minibatches}")
+        if p.lr_schedule not in ("linear", "constant"):
+            raise ConfigError(f"ppo.lr_schedule: expected linear or constant, got {p.lr_schedule!r}")
+        if not 0.0 <= p.gamma <= 1.0 or not 0.0 <= p.gae_lambda <= 1.0:
+            raise ConfigError("ppo.gamma and ppo.gae_lambda must be in [0, 1]")
+
+
+# --------------------------------------------------------------------------- helpers
+def randomization_stacks(venv) -> list:
+    """The randomization stacks behind a training VecEnv: one for the hand env, one per wrapped copy."""
+    sim = getattr(venv, "sim", None)
+    if sim is not None:
+        stack = getattr(sim, "randomization", None)
+        return [stack] if stack is not None else []
+    from simreal.randomize.wrappers import RandomizedEnv
+
+    stacks = []
+    for env in getattr(venv, "envs", []):
+        layer = env
+        while layer is not None:
+            if isinstance(layer, RandomizedEnv):
+                stacks.append(layer.stack)
+                break
+            layer = getattr(layer, "env", None)
+    return stacks
+
+
+def segment_seed(seed: int, update: int, n_envs: int) -> int:
+    """The env seed used after the checkpoint at ``update`` (copies get ``+ i``)."""
+    return int(make_rng(seed, "ppo-env-segment", str(update)).integers(0, 2**31 - 1 - n_envs))
+
+
+def _scalar_mean(value: Any) -> float | None:
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        return None
+    return float(arr.mean()) if arr.size else None
+
+
+def _stack_stats(stacks: list) -> dict[str, float]:
+    """``rand/adr/...`` from the stacks' ADR (averaged over stacks, one per wrapped copy)."""
+    stats = [s.adr.stats() for s in stacks if s.adr is not None]
+    if not stats:
+        return {}
+    return {f"rand/{k}": float(np.mean([s[k] for s in stats])) for k in stats[0]}
+
+
+# --------------------------------------------------------------------------- trainer
+class PPOTrainer:
+    """Builds the envs and networks from a resolved config and trains; see the module docstring.
+
+    ``run=None`` trains without a run directory (no checkpoints, logs or
+    export; for tests and benchmarks). A new run directory gets the config
+    saved; with ``run.resume`` set the newest checkpoint is loaded instead.
+    """
+
+    def __init__(self, config: Mapping[str, Any], run: RunDir | None = None, progress: bool = False):
+        self.config = dict(config)
+        self.cfg = cfg = TrainConfig.from_dict(config)
+        self.run = run
+        self.progress = progress
+        if cfg.run.torch_threads > 0:
+            torch.set_num_threads(cfg.run.torch_threads)
+        self.device = pick_device(cfg.run.device)
+        seed = cfg.run.seed
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+        from simreal.training.envs import make_training_env, split_keys
+
+        e = cfg.env
+        self._make_env = lambda n, randomization: make_training_env(
+            e.id, n, seed=seed, randomization=randomization, randomization_in_state=e.randomization_in_state,
+            action_repeat=e.action_repeat, env_kwargs=dict(e.kwargs), nthread=e.nthread)
+        self.venv = self._make_env(e.n_envs, e.randomization)
+        space = self.venv.observation_space
+        self.actor_keys, self.critic_keys = split_keys(space, e.actor_keys, e.critic_keys)
+        self.action_spec = ActionSpec.from_space(self.venv.action_space)
+        p = cfg.ppo
+        self.model = ActorCritic(key_sizes(space, self.actor_keys), key_sizes(space, self.critic_keys),
+                                 self.action_spec, cfg.policy, p.obs_clip, p.normalize_observations,
+                                 p.normalize_values).to(self.device)
+        # fused: one kernel per step for all parameters (CPU and CUDA), not a Python loop over tensors
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=p.lr, eps=1e-5, fused=True)
+        head = self.model.actor.head
+        self.buffer = RolloutBuffer(p.n_steps, e.n_envs, self.model.actor.obs_size, self.model.critic.obs_size,
+                                    head.action_shape, head.action_dtype, self.device)
+        self.rng = make_rng(seed, "ppo-minibatches")
+        self.stacks = randomization_stacks(self.venv)
+        self.eval_env = None
+        if cfg.eval.every > 0:
+            self.eval_env = self._make_env(cfg.eval.episodes, cfg.eval.randomization or e.randomization)
+            self.eval_stacks = randomization_stacks(self.eval_env)
+            self.eval_policy = PPOPolicy(self.model.actor, self.actor_keys, space, self.venv.action_space, self.device)
+
+        self.steps_per_update = p.n_steps * e.n_envs
+        self.update_index = 0
+        self.env_steps = 0
+        self.episodes = 0
+        self._needs_reset = True
+        self._obs: dict[str, np.ndarray] = {}
+        self._state: tuple = ((), ())
+        self._starts = np.ones(e.n_envs, dtype=bool)
+        self._ep_return = np.zeros(e.n_envs)
+        self._ep_length = np.zeros(e.n_envs, dtype=np.int64)
+        self._rand_values: dict[str, list[float]] = {}
+        self.history: list[dict[str, float]] = []  # every update's logged scalars
+        if run is not None and run.resume:
+            self.load_state_dict(run.load_checkpoint())
+        elif run is not None:
+            run.save_config(self.config)
+
+    # ----------------------------------------------------------------- budget
+    @property
+    def total_updates(self) -> int:
+        return max(1, math.ceil(self.cfg.run.steps / self.steps_per_update))
+
+    def learning_rate(self, update: int) -> float:
+        lr = self.cfg.ppo.lr
+        if self.cfg.ppo.lr_schedule == "linear":
+            lr *= 1.0 - update / self.total_updates
+        return lr
+
+    # -------------------------------------------------------------- collection
+    def _start_segment(self) -> None:
+        """Re-seed and reset every env, zero the recurrent states (after each checkpoint; see module docs)."""
+        n = self.cfg.env.n_envs
+        self.venv.seed(segment_seed(self.cfg.run.seed, self.update_index, n))
+        self._obs = self.venv.reset()
+        self._state = self.model.initial_state(n, self.device)
+        self._starts = np.ones(n, dtype=bool)
+        self._ep_return[:] = 0.0
+        self._ep_length[:] = 0
+        for info in getattr(self.venv, "reset_infos", []) or []:
+            self._record_randomization(info)
+        self._needs_reset = False
+
+    def _record_randomization(self, info: Mapping) -> None:
+        for name, value in (info.get("randomization") or {}).items():
+            mean = _scalar_mean(value)
+            if mean is not None:
+                self._rand_values.setdefault(name, []).append(mean)
+
+    def collect(self) -> dict[str, float]:
+        """Fill the buffer with one rollout; returns episode statistics of the episodes that ended."""
+        if self._needs_reset:
+            self._start_segment()
+        buf, model, venv, dev = self.buffer, self.model, self.venv, self.device
+        gamma = self.cfg.ppo.gamma
+        same_keys = self.critic_keys == self.actor_keys
+        obs, state, starts = self._obs, self._state, self._starts
+        buf.initial_state = state
+        returns, lengths, successes = [], [], []
+        with torch.inference_mode():
+            for t in range(buf.n_steps):
+                ra = flatten_obs(obs, self.actor_keys)
+                rc = ra if same_keys else flatten_obs(obs, self.critic_keys)
+                buf.raw_actor[t] = ra
+                buf.raw_critic[t] = rc
+                buf.starts[t] = starts
+                keep = torch.from_numpy((~starts).astype(np.float32)).to(dev)
+                xa_raw = torch.from_numpy(ra).to(dev)
+                xc_raw = xa_raw if same_keys else torch.from_numpy(rc).to(dev)
+                action, log_prob, value, state, xa, xc = model.step(xa_raw, xc_raw, state, keep)
+                buf.actor_obs[t] = xa
+                buf.critic_obs[t] = xc
+                buf.actions[t] = action
+                buf.log_probs[t] = log_prob
+                buf.values[t] = value
+                obs, reward, done, infos = venv.step(self.action_spec.to_env(action.cpu().numpy()))
+                reward = np.asarray(reward, dtype=np.float64)
+                self._ep_return += reward
+                self._ep_length += 1
+                if done.any():
+                    ids = np.flatnonzero(done)
+                    cut = [i for i in ids if infos[i].get("TimeLimit.truncated") and "terminal_observation" in infos[i]]
+                    if cut:
+                        reward = reward.copy()
+                        reward[cut] += gamma * self._terminal_values(infos, cut, state[1])
+                    reset_infos = getattr(venv, "reset_infos", None)
+                    for i in ids:
+                        returns.append(self._ep_return[i])
+                        lengths.append(self._ep_length[i])
+                        if "consecutive_successes" in infos[i]:
+                            successes.append(float(infos[i]["consecutive_successes"]))
+                        self._record_randomization(infos[i] if "randomization" in infos[i]
+                                                   else (reset_infos[i] if reset_infos else {}))
+                    self._ep_return[ids] = 0.0
+                    self._ep_length[ids] = 0
+                buf.rewards[t] = torch.from_numpy(reward.astype(np.float32)).to(dev)
+                buf.dones[t] = torch.from_numpy(done.astype(np.float32)).to(dev)
+                starts = np.asarray(done, dtype=bool)
+        self._obs, self._state, self._starts = obs, state, starts
+        self.episodes += len(returns)
+        stats: dict[str, float] = {}
+        if returns:
+            stats["train/episode_return"] = float(np.mean(returns))
+            stats["train/episode_length"] = float(np.mean(lengths))
+            stats["train/episodes"] = float(len(returns))
+        if successes:
+            stats["train/consecutive_successes"] = float(np.mean(successes))
+        return stats
+
+    def _terminal_values(self, infos: list, ids: list[int], critic_state: tuple) -> np.ndarray:
+        """V(terminal observation) of copies ``ids``, continuing their critic state by one step."""
+        terminal = {k: np.stack([infos[i]["terminal_observation"][k] for i in ids]) for k in self.critic_keys}
+        critic = self.model.critic
+        x = critic.normalizer(torch.from_numpy(flatten_obs(terminal, self.critic_keys)).to(self.device))
+        columns = torch.as_tensor(ids, device=self.device)
+        state = select_state(critic_state, columns, torch.ones(len(ids), device=self.device))
+        value, _ = critic.step(x, state)
+        return self.model.value(value).double().cpu().numpy()
+
+    # ------------------------------------------------------------------ update
+    def update(self, lr: float) -> dict[str, float]:
+        """PPO epochs over the buffer (see the module docstring); returns learner statistics."""
+        buf, model, p, dev = self.buffer, self.model, self.cfg.ppo, self.device
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with torch.no_grad():
+            critic = model.critic
+            xc = critic.normalizer(torch.from_numpy(flatten_obs(self._obs, self.critic_keys)).to(dev))
+            keep = torch.from_numpy((~self._starts).astype(np.float32)).to(dev)
+            last, _ = critic.step(xc, reset_state(self._state[1], keep))
+            last_value = model.value(last)
+            advantages, returns = compute_gae(buf.rewards, buf.values, buf.dones, last_value, p.gamma, p.gae_lambda)
+        # statistics for the next rollout (this one's stored observations stay as collected)
+        model.actor.normalizer.update(torch.from_numpy(buf.raw_actor))
+        model.critic.normalizer.update(torch.from_numpy(buf.raw_critic))
+        model.value_normalizer.update(returns.reshape(-1, 1))
+        targets = model.value_normalizer.normalize_unclipped(returns.unsqueeze(-1)).squeeze(-1)
+        if p.normalize_advantages:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+        layout = SegmentLayout(buf.starts)
+        flat = buf.flat
+        actor_obs, critic_obs, actions = flat(buf.actor_obs), flat(buf.critic_obs), flat(buf.actions)
+        old_log_probs, flat_adv, flat_targets = flat(buf.log_probs), flat(advantages), flat(targets)
+        actor_state0, critic_state0 = buf.initial_state
+        head = model.actor.head
+        sums = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_fraction": 0.0,
+                "grad_norm": 0.0}
+        n_minibatches = 0
+        stop = False
+        for _ in range(p.epochs):
+            order = self.rng.permutation(self.cfg.env.n_envs)
+            epoch_kl = []
+            for envs in np.array_split(order, p.minibatches):
+                mb = layout.minibatch(envs, dev)
+                idx, mask = mb.index, mb.mask
+                denom = mask.sum()
+                params, _ = model.actor(actor_obs[idx], select_state(actor_state0, mb.env, mb.keep))
+                new_log_prob = head.log_prob(params, actions[idx])
+                entropy = (head.entropy(params) * mask).sum() / denom
+                values, _ = model.critic(critic_obs[idx], select_state(critic_state0, mb.env, mb.keep))
+                log_ratio = new_log_prob - old_log_probs[idx]
+                ratio = log_ratio.exp()
+                adv = flat_adv[idx]
+                surrogate = torch.max(-adv * ratio, -adv * ratio.clamp(1.0 - p.clip, 1.0 + p.clip))
+                policy_loss = (surrogate * mask).sum() / denom
+                value_loss = 0.5 * ((values - flat_targets[idx]).square() * mask).sum() / denom
+                loss = policy_loss + p.vf_coef * value_loss - p.ent_coef * entropy
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm)
+                self.optimizer.step()
+                with torch.no_grad():
+                    kl = ((((ratio - 1.0) - log_ratio) * mask).sum() / denom).item()
+                    clipped = ((((ratio - 1.0).abs() > p.clip).float() * mask).sum() / denom).item()
+                epoch_kl.append(kl)
+                for name, value in (("policy_loss", policy_loss.item()), ("value_loss", value_loss.item()),
+                                    ("entropy", entropy.item()), ("approx_kl", kl), ("clip_fraction", clipped),
+                                    ("grad_norm", float(grad_norm))):
+                    sums[name] += value
+                n_minibatches += 1
+            if p.target_kl is not None and np.mean(epoch_kl) > p.target_kl:
+                stop = True
+                break
+        stats = {f"train/{k}": v / n_minibatches for k, v in sums.items()}
+        with torch.no_grad():
+            var = returns.var()
+            stats["train/explained_variance"] = float(1.0 - (returns - buf.values).var() / var) if var > 0 else 0.0
+        stats["train/lr"] = lr
+        stats["train/value_mean"] = float(buf.values.mean())
+        stats["train/early_stop"] = float(stop)
+        if head.kind == "gaussian":
+            stats["train/action_std"] = float(head.log_std.detach().exp().mean())
+        return stats
+
+    # -------------------------------------------------------------- evaluation
+    def evaluate(self) -> dict[str, float]:
+        """``eval.episodes`` deterministic episodes (one per eval env copy), the same seeds every time."""
+        env, cfg = self.eval_env, self.cfg.eval
+        if env is None:
+            return {}
+        same_file = cfg.randomization in (None, self.cfg.env.randomization)
+        if same_file and self.stacks and self.eval_stacks:
+            for i, stack in enumerate(self.eval_stacks):  # evaluate at the current ADR ranges
+                stack.load_state_dict(self.stacks[i % len(self.stacks)].state_dict())
+        n = cfg.episodes
+        env.seed(int(make_rng(self.cfg.run.seed, "ppo-eval").integers(0, 2**31 - 1 - n)))
+        obs = env.reset()
+        policy = self.eval_policy
+        state = policy.initial_state(n)
+        active = np.ones(n, dtype=bool)
+        returns, lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
+        successes = np.full(n, np.nan)
+        for _ in range(cfg.max_steps):
+            action, state = policy.act(obs, state, deterministic=cfg.deterministic)
+            obs, reward, done, infos = env.step(action)
+            returns += np.where(active, reward, 0.0)
+            lengths += active
+            for i in range(n):
+                if active[i] and "consecutive_successes" in infos[i]:
+                    successes[i] = float(infos[i]["consecutive_successes"])
+            state = policy.reset_state(state, done)
+            active &= ~np.asarray(done, dtype=bool)
+            if not active.any():
+                break
+        out = {"eval/return": float(returns.mean()), "eval/return_std": float(returns.std()),
+               "eval/length": float(lengths.mean()), "eval/finished": float((~active).mean())}
+        if not np.all(np.isnan(successes)):
+            out["eval/consecutive_successes"] = float(np.nanmean(successes))
+        return out
+
+    # --------------------------------------------------------------- training
+    def train(self, max_updates: int | None = None, max_seconds: float | None = None) -> dict[str, float]:
+        """Train until ``run.steps``; returns the last logged scalars.
+
+        ``max_updates`` stops after that many more updates (as if killed: nothing
+        beyond the last periodic checkpoint is saved). ``max_seconds`` stops after
+        the update that crosses that wall-clock budget and saves a checkpoint
+        there, so ``--resume`` can continue the run.
+        """
+        from tqdm import tqdm
+
+        logger = None
+        if self.run is not None:
+            from simreal.training.logger import Logger
+
+            logger = Logger(self.run.path, resume_step=self.env_steps if self.run.resume else None,
+                            tensorboard=self.cfg.run.tensorboard)
+        last: dict[str, float] = {}
+        done_here = 0
+        started = time.perf_counter()
+        bar = tqdm(total=self.total_updates * self.steps_per_update, initial=self.env_steps, unit="step",
+                   desc="ppo", disable=not self.progress, dynamic_ncols=True)
+        try:
+            while self.update_index < self.total_updates and (max_updates is None or done_here < max_updates):
+                t0 = time.perf_counter()
+                episode_stats = self.collect()
+                t1 = time.perf_counter()
+                learn_stats = self.update(self.learning_rate(self.update_index))
+                t2 = time.perf_counter()
+                self.update_index += 1
+                self.env_steps += self.steps_per_update
+                done_here += 1
+                scalars = {**episode_stats, **learn_stats}
+                scalars.update({f"rand/{k}": float(np.mean(v)) for k, v in self._rand_values.items()})
+                scalars.update(_stack_stats(self.stacks))
+                self._rand_values = {}
+                scalars["time/fps"] = self.steps_per_update / (t2 - t0)
+                scalars["time/collect_s"] = t1 - t0
+                scalars["time/update_s"] = t2 - t1
+                scalars["train/updates"] = float(self.update_index)
+                if self.eval_env is not None and self.update_index % self.cfg.eval.every == 0:
+                    scalars.update(self.evaluate())
+                if logger is not None:
+                    logger.scalars(self.env_steps, scalars)
+                self.history.append({"step": float(self.env_steps), **scalars})
+                last = scalars
+                bar.update(self.steps_per_update)
+                if "train/episode_return" in scalars:
+                    bar.set_postfix(ret=f"{scalars['train/episode_return']:.3g}", refresh=False)
+                at_end = self.update_index >= self.total_updates
+                out_of_time = max_seconds is not None and time.perf_counter() - started >= max_seconds
+                if self.update_index % self.cfg.run.checkpoint_every == 0 or at_end or out_of_time:
+                    self.checkpoint()
+                    if logger is not None:
+                        logger.flush()
+                if out_of_time:
+                    break
+        finally:
+            bar.close()
+            if logger is not None:
+                logger.close()
+        return last
+
+    # ------------------------------------------------------------ checkpoints
+    def checkpoint(self) -> None:
+        """Save the checkpoint and the export (with a run dir), then start a new env segment."""
+        if self.run is not None:
+            self.run.save_checkpoint(self.state_dict(), self.env_steps, keep=self.cfg.run.keep_checkpoints)
+            self.export()
+        self._needs_reset = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+            "update": self.update_index, "env_steps": self.env_steps, "episodes": self.episodes,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "randomization": [stack.state_dict() for stack in self.stacks],
+            "minibatch_rng": generator_state(self.rng), "global_rng": capture_global_rng(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != CHECKPOINT_VERSION:
+            raise RunDirError(f"not a PPO checkpoint of version {CHECKPOINT_VERSION} "
+                              f"(format {state.get('format')!r}, version {state.get('version')!r})")
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise RunDirError(f"checkpoint does not fit this config's networks ({first})") from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        saved = state["randomization"]
+        if len(saved) != len(self.stacks):
+            raise RunDirError(f"checkpoint has {len(saved)} randomization stacks, this env {len(self.stacks)}")
+        for stack, s in zip(self.stacks, saved):
+            stack.load_state_dict(s)
+        restore_generator(self.rng, state["minibatch_rng"])
+        restore_global_rng(state["global_rng"])
+        self.update_index = int(state["update"])
+        self.env_steps = int(state["env_steps"])
+        self.episodes = int(state["episodes"])
+        self._needs_reset = True
+
+    def export(self, path=None):
+        """Write the policy export (weights, network config, spaces) to ``path`` or the run's ``policy.pt``."""
+        from simreal.training.export import save_export
+
+        if path is None:
+            if self.run is None:
+                raise RunDirError("export: no run directory; pass a path")
+            path = self.run.export_path
+        p = self.cfg.ppo
+        cfg = network_config(self.cfg.policy, self.actor_keys, self.critic_keys, p.obs_clip, p.normalize_observations)
+        extra = {"env_id": self.cfg.env.id, "env_kwargs": dict(self.cfg.env.kwargs),
+                 "action_repeat": self.cfg.env.action_repeat, "env_steps": self.env_steps,
+                 "update": self.update_index}
+        return save_export(path, "ppo", cfg, self.venv.observation_space, self.venv.action_space,
+                           self.model.actor.state_dict(), extra)
+
+    def close(self) -> None:
+        self.venv.close()
+        if self.eval_env is not None:
+            self.eval_env.close()

@@ -1,0 +1,31 @@
+"""World-model agents on one RSSM core: DreamerV1, DreamerV2 and DreamerV3 (by config preset).
+
+- `rssm.RSSM`: deterministic GRU state plus Gaussian or categorical stochastic state.
+- `world_model.WorldModel`: encoder, RSSM, decoder, reward and continue heads; ``loss``,
+  ``imagine(policy, start, horizon)`` and ``open_loop`` (reused by planners and other agents).
+- `behavior.ActorCritic`: actor and critic trained on imagined trajectories (lambda-returns).
+- `dreamer.Dreamer`: both, with one ``train_step``; `dreamer.LatentPolicy` acts and is exported.
+- `replay.SequenceReplay`, `trainer.Trainer` / `trainer.train`, configs.yaml (defaults and presets).
+
+``simreal train dreamer --preset dreamer_v3 ...`` runs it from the command line. Importing
+this package does not import torch (the CLI registers its verbs cheaply); the names below
+load on first use.
+"""
+
+import importlib
+import pathlib
+
+CONFIG_PATH = pathlib.Path(__file__).with_name("configs.yaml")
+AGENT_NAME = "dreamer"
+
+_LAZY = {"Dreamer": "dreamer", "LatentPolicy": "dreamer", "TrainingDiverged": "dreamer",
+         "policy_from_export": "dreamer", "WorldModel": "world_model", "RSSM": "rssm",
+         "ActorCritic": "behavior", "SequenceReplay": "replay", "train": "trainer"}
+
+__all__ = ["AGENT_NAME", "CONFIG_PATH", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,221 @@
+"""Typed views of the ``model``, ``behavior``, ``batch``, ``replay`` and ``run`` sections of
+``configs.yaml`` (the YAML documents every key; these classes check and carry them)."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from simreal.training.config import ConfigError, from_dict
+
+
+@dataclass
+class RSSMConfig:
+    dist: str = "discrete"        # discrete (V2, V3) | gaussian (V1)
+    deter: int = 512
+    stoch: int = 32               # number of categorical latents, or Gaussian dimensions
+    classes: int = 32             # classes per categorical latent (discrete only)
+    hidden: int = 512
+    gru: str = "layernorm"        # layernorm (V2, V3) | standard (V1, torch's GRUCell)
+    unimix: float = 0.01
+    min_std: float = 0.1          # Gaussian latents: std = softplus(x) + min_std
+    initial: str = "learned"      # learned (V3) | zeros
+
+
+@dataclass
+class KLConfig:
+    free: float = 1.0
+    dyn: float = 0.5
+    rep: float = 0.1
+    free_avg: bool = False
+
+
+@dataclass
+class OptConfig:
+    lr: float = 1e-4
+    eps: float = 1e-8
+    clip: float = 1000.0
+    weight_decay: float = 0.0
+
+
+@dataclass
+class ScalarHeadConfig:
+    head: str = "twohot"          # twohot | gaussian
+    bins: int = 255
+    zero_init: bool = True
+
+
+@dataclass
+class LossScales:
+    decoder: float = 1.0
+    reward: float = 1.0
+    cont: float = 1.0
+
+
+@dataclass
+class ModelConfig:
+    keys: list | None = None
+    units: int = 512
+    layers: int = 2
+    cnn_depth: int = 32
+    act: str = "silu"
+    norm: bool = True
+    symlog_inputs: bool = True
+    vector_decoder: str = "symlog_mse"
+    image_decoder: str = "mse"
+    cont: bool = True
+    rssm: RSSMConfig = field(default_factory=RSSMConfig)
+    reward: ScalarHeadConfig = field(default_factory=ScalarHeadConfig)
+    kl: KLConfig = field(default_factory=KLConfig)
+    loss_scales: LossScales = field(default_factory=LossScales)
+    opt: OptConfig = field(default_factory=OptConfig)
+
+
+@dataclass
+class ActorConfig:
+    dist: str = "bounded_normal"  # bounded_normal (V3) | trunc_normal (V2) | tanh_normal (V1); discrete envs: onehot
+    min_std: float = 0.1
+    max_std: float = 1.0
+    init_std: float = 5.0         # tanh_normal only
+    entropy: float = 3e-4
+    reinforce_mix: float | None = None   # null: 0 (dynamics) for continuous, 1 (REINFORCE) for discrete
+    expl_noise: float = 0.0
+    unimix: float = 0.01
+    opt: OptConfig = field(default_factory=lambda: OptConfig(3e-5, 1e-5, 100.0, 0.0))
+
+
+@dataclass
+class CriticConfig:
+    head: str = "twohot"
+    bins: int = 255
+    zero_init: bool = True
+    slow_target: bool = False     # compute lambda-returns with the slow critic (V2)
+    slow_regularizer: float = 1.0 # pull the critic toward the slow critic's output (V3)
+    slow_every: int = 1
+    slow_fraction: float = 0.02
+    opt: OptConfig = field(default_factory=lambda: OptConfig(3e-5, 1e-5, 100.0, 0.0))
+
+
+@dataclass
+class ReturnNormConfig:
+    enabled: bool = True
+    decay: float = 0.99
+    max: float = 1.0              # scale = max(1 / max, P_high - P_low): small returns are never scaled up
+    low: float = 5.0
+    high: float = 95.0
+
+
+@dataclass
+class BehaviorConfig:
+    horizon: int = 15
+    gamma: float = 0.997
+    lam: float = 0.95
+    units: int = 512
+    layers: int = 2
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    return_norm: ReturnNormConfig = field(default_factory=ReturnNormConfig)
+
+
+@dataclass
+class BatchConfig:
+    size: int = 16
+    length: int = 64
+
+
+@dataclass
+class ReplayConfig:
+    capacity: int = 1_000_000
+    spill: bool = False
+    cross_episodes: bool = True
+
+
+@dataclass
+class RunConfig:
+    steps: int = 100_000
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+    prefill: int = 5000
+    train_ratio: float = 512.0
+    pretrain_updates: int = 0
+    log_every: int = 1000
+    eval_every: int = 10_000
+    eval_episodes: int = 5
+    checkpoint_every: int = 10_000
+    keep_checkpoints: int = 2
+    video_every: int = 10_000
+    compile: bool = False
+
+
+def build(cls, values: Mapping[str, Any] | None, where: str):
+    """Dataclass ``cls`` from a (nested) mapping; unknown keys are a `ConfigError` naming ``where``."""
+    values = dict(values or {})
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind) and f.name in values:
+            sub = values[f.name]
+            if not isinstance(sub, Mapping):
+                raise ConfigError(f"{where}.{f.name}: expected a mapping, got {sub!r}")
+            values[f.name] = build(kind, sub, f"{where}.{f.name}")
+    return from_dict(cls, values, where)
+
+
+def as_dict(obj) -> dict:
+    return dataclasses.asdict(obj)
+
+
+@dataclass
+class DreamerConfig:
+    """The agent's own sections of a resolved config."""
+
+    model: ModelConfig
+    behavior: BehaviorConfig
+    batch: BatchConfig
+    replay: ReplayConfig
+    run: RunConfig
+
+    @classmethod
+    def from_resolved(cls, cfg: Mapping[str, Any]) -> "DreamerConfig":
+        parts = {name: build(kind, cfg.get(name), name) for name, kind in
+                 (("model", ModelConfig), ("behavior", BehaviorConfig), ("batch", BatchConfig),
+                  ("replay", ReplayConfig), ("run", RunConfig))}
+        out = cls(**parts)
+        out.validate()
+        return out
+
+    def validate(self) -> None:
+        checks = [
+            (self.model.rssm.dist in ("discrete", "gaussian"), "model.rssm.dist", "discrete or gaussian",
+             self.model.rssm.dist),
+            (self.model.rssm.gru in ("layernorm", "standard"), "model.rssm.gru", "layernorm or standard",
+             self.model.rssm.gru),
+            (self.model.rssm.initial in ("learned", "zeros"), "model.rssm.initial", "learned or zeros",
+             self.model.rssm.initial),
+            (self.model.reward.head in ("twohot", "gaussian"), "model.reward.head", "twohot or gaussian",
+             self.model.reward.head),
+            (self.behavior.critic.head in ("twohot", "gaussian"), "behavior.critic.head", "twohot or gaussian",
+             self.behavior.critic.head),
+            (self.behavior.actor.dist in ("bounded_normal", "trunc_normal", "tanh_normal", "onehot"),
+             "behavior.actor.dist", "bounded_normal, trunc_normal, tanh_normal or onehot", self.behavior.actor.dist),
+            (self.behavior.horizon >= 1, "behavior.horizon", ">= 1", self.behavior.horizon),
+            (0.0 <= self.behavior.lam <= 1.0, "behavior.lam", "in [0, 1]", self.behavior.lam),
+            (0.0 < self.behavior.gamma <= 1.0, "behavior.gamma", "in (0, 1]", self.behavior.gamma),
+            (self.batch.size >= 1 and self.batch.length >= 2, "batch", "size >= 1 and length >= 2",
+             f"{self.batch.size}x{self.batch.length}"),
+            (self.run.train_ratio > 0, "run.train_ratio", "> 0", self.run.train_ratio),
+            (self.run.prefill >= 0, "run.prefill", ">= 0", self.run.prefill),
+            (self.replay.capacity >= self.batch.length, "replay.capacity", f">= batch.length ({self.batch.length})",
+             self.replay.capacity),
+            (self.behavior.actor.reinforce_mix is None or 0.0 <= self.behavior.actor.reinforce_mix <= 1.0,
+             "behavior.actor.reinforce_mix", "null or in [0, 1]", self.behavior.actor.reinforce_mix),
+        ]
+        for ok, key, expected, got in checks:
+            if not ok:
+                raise ConfigError(f"{key}: expected {expected}, got {got!r}")
+        for key in ("log_every", "eval_every", "checkpoint_every", "video_every"):
+            if getattr(self.run, key) < 1:
+                raise ConfigError(f"run.{key}: expected >= 1 env steps, got {getattr(self.run, key)}")

@@ -1,0 +1,139 @@
+"""The pose CNN: one convolutional trunk shared by the cameras, spatial softmax, a fused head.
+
+As Dactyl's estimator (OpenAI et al. 2018, Figure 6 and Table 12): each camera
+image goes through the same trunk; a spatial softmax turns every feature map
+into the expected (x, y) image position of its activation (a learned
+keypoint), and with ``presence`` also its peak activation (whether the feature
+is in view at all: a face of the cube hidden from a camera still has an
+expected position); the keypoints of all cameras are concatenated (so the head knows
+which camera saw what) and a fully connected head predicts the cube position
+(3) and orientation (4, normalized). Smaller than Dactyl's, to train on CPUs.
+
+Inputs are uint8 images (batch, cameras, H, W, 3); each image is standardized
+to zero mean and unit variance first (as Dactyl does), which also undoes most
+brightness and contrast changes. Positions are predicted relative to a center
+point, in units of ``position_scale`` metres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class PoseNetConfig:
+    """Architecture of the pose CNN (plain data, saved with checkpoints and exports)."""
+
+    cameras: int = 3
+    height: int = 64
+    width: int = 64
+    channels: tuple[int, ...] = (32, 32, 64, 64)
+    strides: tuple[int, ...] = (2, 1, 2, 1)
+    kernels: tuple[int, ...] = (5, 3, 3, 3)
+    hidden: int = 256
+    center: tuple[float, float, float] = (1.0, 0.87, 0.2)
+    position_scale: float = 0.02
+    presence: bool = True  # also feed each map's peak activation: is the feature seen at all?
+
+    def __post_init__(self):
+        if not (len(self.channels) == len(self.strides) == len(self.kernels) >= 1):
+            raise ValueError("PoseNetConfig: channels, strides and kernels need one entry per conv layer each")
+        if self.cameras < 1 or min(self.height, self.width) < 8 or self.hidden < 1 or self.position_scale <= 0:
+            raise ValueError(f"PoseNetConfig: invalid sizes {self}")
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PoseNetConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+class SpatialSoftmax(nn.Module):
+    """(N, C, H, W) feature maps -> (N, 2C) expected x and y of each map's softmax, in [-1, 1]."""
+
+    def __init__(self, height: int, width: int):
+        super().__init__()
+        self.register_buffer("xs", torch.linspace(-1.0, 1.0, width), persistent=False)
+        self.register_buffer("ys", torch.linspace(-1.0, 1.0, height), persistent=False)
+        self.temperature = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        p = F.softmax(x.reshape(n, c, h * w) / self.temperature, dim=-1).reshape(n, c, h, w)
+        ex = (p.sum(dim=2) * self.xs).sum(dim=-1)
+        ey = (p.sum(dim=3) * self.ys).sum(dim=-1)
+        return torch.cat([ex, ey], dim=1)
+
+
+class PoseNet(nn.Module):
+    """Cube pose from the cameras' images: ``forward(images) -> (position (N, 3) m, quat (N, 4))``."""
+
+    def __init__(self, config: PoseNetConfig = PoseNetConfig()):
+        super().__init__()
+        self.config = config
+        layers: list[nn.Module] = []
+        c_in, h, w = 3, config.height, config.width
+        for c_out, k, s in zip(config.channels, config.kernels, config.strides):
+            layers += [nn.Conv2d(c_in, c_out, k, s, padding=k // 2), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            c_in = c_out
+            h, w = (h + 2 * (k // 2) - k) // s + 1, (w + 2 * (k // 2) - k) // s + 1
+        layers[-1] = nn.Identity()  # the softmax reads raw activations
+        self.trunk = nn.Sequential(*layers)
+        self.keypoints = SpatialSoftmax(h, w)
+        features = config.cameras * (3 if config.presence else 2) * c_in
+        self.head = nn.Sequential(nn.Linear(features, config.hidden), nn.ReLU(inplace=True),
+                                  nn.Linear(config.hidden, config.hidden), nn.ReLU(inplace=True),
+                                  nn.Linear(config.hidden, 7))
+        self.register_buffer("center", torch.tensor(config.center, dtype=torch.float32), persistent=False)
+
+    @staticmethod
+    def standardize(images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, cams, H, W, 3) -> float (N * cams, 3, H, W), each image zero mean, unit variance."""
+        x = images.flatten(0, 1).permute(0, 3, 1, 2).float()
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        std = x.std(dim=(1, 2, 3), keepdim=True).clamp_min(1.0)
+        return (x - mean) / std
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = images.shape[0]
+        maps = self.trunk(self.standardize(images))
+        features = self.keypoints(maps)
+        if self.config.presence:
+            features = torch.cat([features, maps.amax(dim=(2, 3))], dim=1)
+        out = self.head(features.reshape(n, -1))
+        position = self.center + self.config.position_scale * out[:, :3]
+        quat = F.normalize(out[:, 3:], dim=1)
+        return position, quat
+
+
+def orientation_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - <q, q_hat>^2 = sin^2(angle / 2): zero for q_hat = +-q (a quaternion and its negative are one rotation)."""
+    dot = (pred * target).sum(dim=-1)
+    return 1.0 - dot * dot
+
+
+def rotation_error_deg(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Angle (degrees) of the rotation between two unit quaternions, sign-invariant."""
+    dot = (pred * target).sum(dim=-1).abs().clamp(max=1.0)
+    return torch.rad2deg(2.0 * torch.acos(dot))
+
+
+def pose_loss(position: torch.Tensor, quat: torch.Tensor, true_position: torch.Tensor, true_quat: torch.Tensor,
+              position_scale: float, rotation_weight: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Mean squared position error in units of position_scale, plus rotation_weight x orientation loss."""
+    pos = ((position - true_position) / position_scale).pow(2).sum(dim=-1).mean()
+    rot = orientation_loss(quat, true_quat).mean()
+    return pos + rotation_weight * rot, {"position": pos.detach(), "orientation": rot.detach()}
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["PoseNet", "PoseNetConfig", "SpatialSoftmax", "orientation_loss", "pose_loss", "rotation_error_deg",
+           "count_parameters"]

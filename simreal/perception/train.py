@@ -1,0 +1,228 @@
+"""Training the pose CNN on a rendered dataset: minibatches, checkpoints, resume, logs, export.
+
+``PoseTrainer(cfg, run).train()`` trains ``run.steps`` minibatches of
+``optim.batch_size`` samples drawn (with replacement) from the dataset minus
+its last ``data.holdout`` samples, with AdamW at ``optim.lr`` halved every
+``optim.lr_halving_steps`` (Dactyl's recipe, Table 11, shortened). Every
+``run.checkpoint_every`` steps it writes a checkpoint (weights, optimizer, RNG
+states: ``torch.load(weights_only=True)``) and the estimator export
+``RUN_DIR/pose_estimator.pt``; ``--resume`` continues from the last checkpoint
+and repeats the uninterrupted run's minibatches exactly. Metrics: ``train/``
+(loss, its position and orientation parts, batch median errors, lr),
+``eval/`` (held-out median and 90th percentile errors) and ``time/``.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from simreal.perception.dataset import PoseData, load_dataset
+from simreal.perception.estimator import EXPORT_NAME, save_estimator
+from simreal.perception.evaluate import pose_errors, summarize
+from simreal.perception.model import PoseNet, PoseNetConfig, count_parameters, pose_loss
+from simreal.training.config import ConfigError
+from simreal.training.logger import Logger
+from simreal.training.run import (
+    RunDir,
+    capture_global_rng,
+    generator_state,
+    pick_device,
+    restore_generator,
+    restore_global_rng,
+)
+from simreal.utils.seeding import make_rng
+
+CONFIG_PATH = pathlib.Path(__file__).resolve().with_name("configs.yaml")
+
+
+def _positive(cfg: dict, section: str, key: str, kind=int) -> Any:
+    value = cfg[section][key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (kind is int and value != int(value)):
+        raise ConfigError(f"{section}.{key}: expected a positive {'integer' if kind is int else 'number'}, got {value!r}")
+    return kind(value)
+
+
+class PoseTrainer:
+    """One training run of the pose CNN (see the module docstring)."""
+
+    def __init__(self, cfg: dict, run: RunDir, progress: bool = True, data: PoseData | None = None):
+        self.cfg = cfg
+        self.run = run
+        self.progress = progress
+        threads = int(cfg["run"]["torch_threads"])
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.device = pick_device(str(cfg["run"]["device"]))
+        self.total_steps = _positive(cfg, "run", "steps")
+        self.batch_size = _positive(cfg, "optim", "batch_size")
+        for key in ("checkpoint_every", "eval_every", "log_every"):
+            _positive(cfg, "run", key)
+        if data is None:
+            path = cfg["data"]["path"]
+            if not path:
+                raise ConfigError("data.path: no dataset given; pass --data DIR (made by `simreal pose dataset`)")
+            data = load_dataset(path, limit=cfg["data"]["limit"])
+        holdout = int(cfg["data"]["holdout"])
+        if not 0 <= holdout < len(data) - 1:
+            raise ConfigError(f"data.holdout: must leave training samples; got {holdout} of {len(data)} samples")
+        self.data = data
+        self.n_train = len(data) - holdout
+        self.images = torch.from_numpy(data.images)
+        self.position = torch.from_numpy(data.position.astype(np.float32))
+        self.quat = torch.from_numpy(data.quat.astype(np.float32))
+        settings = data.settings
+        m = cfg["model"]
+        try:
+            self.net_config = PoseNetConfig(cameras=data.images.shape[1], height=data.images.shape[2],
+                                            width=data.images.shape[3], channels=tuple(m["channels"]),
+                                            strides=tuple(m["strides"]), kernels=tuple(m["kernels"]),
+                                            hidden=int(m["hidden"]), position_scale=float(m["position_scale"]),
+                                            presence=bool(m["presence"]))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"model: {exc}") from None
+        self.render = {"cameras": list(settings["cameras"]), "height": int(settings["height"]),
+                       "width": int(settings["width"]), "antialias": int(settings.get("antialias", 4))}
+        seed = int(cfg["run"]["seed"])
+        torch.manual_seed(seed)
+        self.net = PoseNet(self.net_config).to(self.device)
+        o = cfg["optim"]
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=float(o["lr"]), weight_decay=float(o["weight_decay"]))
+        self.rng = make_rng(seed, "pose-train", "batches")
+        self.step = 0
+        if run.resume and run.latest_checkpoint() is not None:
+            self._restore(run.load_checkpoint())
+        self.logger = Logger(run.path, resume_step=self.step if run.resume else None,
+                             tensorboard=bool(cfg["run"]["tensorboard"]))
+
+    # ------------------------------------------------------------ state
+    def _restore(self, state: dict) -> None:
+        self.net.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        restore_generator(self.rng, state["batch_rng"])
+        restore_global_rng(state["global_rng"])
+
+    def checkpoint(self) -> None:
+        state = {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(), "step": self.step,
+                 "batch_rng": generator_state(self.rng), "global_rng": capture_global_rng(),
+                 "net": self.net_config.to_dict()}
+        self.run.save_checkpoint(state, self.step, keep=int(self.cfg["run"]["keep_checkpoints"]))
+
+    def export(self, metrics: dict | None = None) -> pathlib.Path:
+        info = {"step": self.step, "randomization": self.data.settings.get("randomization"),
+                "dataset": str(self.cfg["data"]["path"]), "holdout": metrics or {}}
+        return save_estimator(self.run.path / EXPORT_NAME, self.net, self.render, info)
+
+    def lr_at(self, step: int) -> float:
+        o = self.cfg["optim"]
+        return float(o["lr"]) * 0.5 ** (step // max(int(o["lr_halving_steps"]), 1))
+
+    # ------------------------------------------------------------ loops
+    @torch.no_grad()
+    def evaluate_holdout(self, batch_size: int = 256) -> dict:
+        """Median and 90th percentile errors on the held-out samples."""
+        if self.n_train == len(self.data):
+            return {}
+        self.net.eval()
+        positions, quats = [], []
+        for start in range(self.n_train, len(self.data), batch_size):
+            images = self.images[start:min(start + batch_size, len(self.data))].to(self.device)
+            p, q = self.net(images)
+            positions.append(p.cpu().numpy())
+            quats.append(q.cpu().numpy())
+        self.net.train()
+        pos_mm, rot_deg = pose_errors(np.concatenate(positions), np.concatenate(quats),
+                                      self.data.position[self.n_train:], self.data.quat[self.n_train:])
+        return summarize(pos_mm, rot_deg)
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        idx = torch.from_numpy(self.rng.integers(0, self.n_train, self.batch_size))
+        return (self.images[idx].to(self.device), self.position[idx].to(self.device), self.quat[idx].to(self.device))
+
+    def train(self, max_seconds: float | None = None) -> dict[str, float]:
+        """Train to ``run.steps`` (or until max_seconds pass); returns the last logged metrics."""
+        from tqdm import tqdm
+
+        r, o = self.cfg["run"], self.cfg["optim"]
+        scale, weight = float(self.cfg["model"]["position_scale"]), float(o["rotation_weight"])
+        self.net.train()
+        last: dict[str, float] = {}
+        window = {"loss": 0.0, "position": 0.0, "orientation": 0.0, "n": 0}
+        t0 = t_log = time.perf_counter()
+        saved_at = -1
+        with tqdm(total=self.total_steps, initial=self.step, desc="pose train", unit="batch",
+                  disable=not self.progress) as bar:
+            while self.step < self.total_steps:
+                if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+                    break
+                for group in self.opt.param_groups:
+                    group["lr"] = self.lr_at(self.step)
+                images, position, quat = self._batch()
+                pred_pos, pred_quat = self.net(images)
+                loss, parts = pose_loss(pred_pos, pred_quat, position, quat, scale, weight)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                self.step += 1
+                bar.update(1)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"pose training diverged at step {self.step} (loss {value}); "
+                                             "lower optim.lr")
+                window["loss"] += value
+                window["position"] += float(parts["position"])
+                window["orientation"] += float(parts["orientation"])
+                window["n"] += 1
+                if self.step % int(r["log_every"]) == 0 or self.step == self.total_steps:
+                    n = window["n"]
+                    with torch.no_grad():
+                        pos_mm, rot_deg = pose_errors(pred_pos.cpu().numpy(), pred_quat.cpu().numpy(),
+                                                      position.cpu().numpy(), quat.cpu().numpy())
+                    now = time.perf_counter()
+                    last = {"train/loss": window["loss"] / n, "train/position_loss": window["position"] / n,
+                            "train/orientation_loss": window["orientation"] / n,
+                            "train/position_mm_median": float(np.median(pos_mm)),
+                            "train/rotation_deg_median": float(np.median(rot_deg)),
+                            "train/lr": self.lr_at(self.step - 1),
+                            "time/samples_per_s": n * self.batch_size / max(now - t_log, 1e-9)}
+                    t_log = now
+                    self.logger.scalars(self.step, last)
+                    bar.set_postfix(loss=f"{last['train/loss']:.3f}", mm=f"{last['train/position_mm_median']:.1f}",
+                                    deg=f"{last['train/rotation_deg_median']:.1f}")
+                    window = {"loss": 0.0, "position": 0.0, "orientation": 0.0, "n": 0}
+                if self.step % int(r["eval_every"]) == 0 or self.step == self.total_steps:
+                    held = self.evaluate_holdout()
+                    if held:
+                        metrics = {"eval/position_mm_median": held["position_mm"]["median"],
+                                   "eval/position_mm_p90": held["position_mm"]["p90"],
+                                   "eval/rotation_deg_median": held["rotation_deg"]["median"],
+                                   "eval/rotation_deg_p90": held["rotation_deg"]["p90"]}
+                        self.logger.scalars(self.step, metrics)
+                        last.update(metrics)
+                if self.step % int(r["checkpoint_every"]) == 0 or self.step == self.total_steps:
+                    self.checkpoint()
+                    self.export(self._held(last))
+                    saved_at = self.step
+        if saved_at != self.step:  # stopped by max_seconds, or nothing left to train
+            self.checkpoint()
+            self.export(self._held(last))
+        self.logger.flush()
+        return last
+
+    @staticmethod
+    def _held(last: dict) -> dict:
+        return {k.split("/", 1)[1]: v for k, v in last.items() if k.startswith("eval/")}
+
+    def describe(self) -> str:
+        c = self.net_config
+        return (f"{c.cameras} cameras at {c.height}x{c.width}, {len(self.data)} samples ({self.n_train} for training), "
+                f"{count_parameters(self.net)} parameters, batch {self.batch_size}, device {self.device}")
+
+    def close(self) -> None:
+        self.logger.close()

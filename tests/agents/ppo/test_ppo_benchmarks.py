@@ -1,0 +1,35 @@
+"""The PPO benchmark scripts run end to end on their --quick settings and report their claims' keys."""
+
+import importlib.util
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_throughput_reports_both_learners_and_the_ratio(capsys):
+    result = load("ppo_throughput").main(["--quick"])
+    assert result["ours_steps_per_s"] > 0 and result["sb3_steps_per_s"] > 0
+    assert result["ratio"] == round(result["ours_steps_per_s"] / result["sb3_steps_per_s"], 2)
+    for side in ("ours", "sb3"):
+        timing = result["per_update_s"][side]
+        assert 0 < timing["env_s"] <= timing["collect_s"] and timing["update_s"] > 0
+
+
+def test_learning_writes_curves_json_and_png(tmp_path, capsys):
+    result = load("ppo_learning").main(["--quick", "--seeds", "2", "--out", str(tmp_path)])
+    cartpole = result["cartpole"]
+    assert [r["seed"] for r in cartpole["runs"]] == [0, 1] and cartpole["target"] == 700.0
+    assert all(r["steps"] == 512 and r["final_return"] is not None for r in cartpole["runs"])
+    assert result["hand_cube"]["successes"]["train"] is not None
+    assert (tmp_path / "ppo_learning.png").stat().st_size > 10_000
+    assert (tmp_path / "cartpole-seed1" / "policy.pt").exists()
+    again = load("ppo_learning").main(["--quick", "--seeds", "1", "--out", str(tmp_path), "--resume",
+                                       "--tasks", "cartpole"])
+    assert again["cartpole"]["runs"][0]["final_return"] == cartpole["runs"][0]["final_return"]  # not redone

@@ -1,0 +1,78 @@
+"""The pose CNN's parts: sign-invariant orientation loss, spatial softmax, shapes."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from simreal.perception.evaluate import pose_errors, summarize
+from simreal.perception.model import (
+    PoseNet,
+    PoseNetConfig,
+    SpatialSoftmax,
+    orientation_loss,
+    pose_loss,
+    rotation_error_deg,
+)
+from simreal.utils.rotations import quat_from_axis_angle, random_quat
+
+
+def test_orientation_loss_ignores_the_quaternion_sign():
+    q = torch.tensor(random_quat(np.random.default_rng(0), 64), dtype=torch.float32)
+    p = torch.tensor(random_quat(np.random.default_rng(1), 64), dtype=torch.float32)
+    torch.testing.assert_close(orientation_loss(p, q), orientation_loss(-p, q))
+    torch.testing.assert_close(orientation_loss(p, q), orientation_loss(p, -q))
+    assert orientation_loss(q, -q).abs().max() < 1e-6 and orientation_loss(q, q).abs().max() < 1e-6
+    torch.testing.assert_close(rotation_error_deg(p, q), rotation_error_deg(-p, q))
+
+
+@pytest.mark.parametrize("degrees", [1.0, 4.0, 30.0, 90.0, 180.0])
+def test_orientation_loss_and_error_golden_values(degrees):
+    a = quat_from_axis_angle(np.array([0.3, -0.2, 0.9]), np.array(0.7))
+    b = np.asarray(quat_from_axis_angle(np.array([[1.0, 2.0, -0.5]]), np.array([math.radians(degrees)])))[0]
+    from simreal.utils.rotations import quat_mul
+
+    rotated = quat_mul(a, b)
+    qa, qb = torch.tensor(a[None], dtype=torch.float64), torch.tensor(rotated[None], dtype=torch.float64)
+    assert float(rotation_error_deg(qa, qb)) == pytest.approx(degrees, abs=1e-4)
+    assert float(orientation_loss(qa, qb)) == pytest.approx(math.sin(math.radians(degrees) / 2) ** 2, abs=1e-9)
+    _, deg = pose_errors(np.zeros((1, 3)), a[None], np.zeros((1, 3)), -rotated[None])
+    assert deg[0] == pytest.approx(degrees, abs=1e-4)
+
+
+def test_pose_loss_units_and_summary():
+    position = torch.tensor([[0.0, 0.0, 0.0]])
+    quat = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    loss, parts = pose_loss(position, quat, torch.tensor([[0.02, 0.0, 0.0]]), -quat, position_scale=0.02,
+                            rotation_weight=10.0)
+    assert float(parts["position"]) == pytest.approx(1.0) and float(parts["orientation"]) == pytest.approx(0.0)
+    assert float(loss) == pytest.approx(1.0)
+    mm, deg = pose_errors(np.array([[0.0, 0.0, 0.0], [0.003, 0.004, 0.0]]), np.tile([1.0, 0, 0, 0], (2, 1)),
+                          np.zeros((2, 3)), np.tile([1.0, 0, 0, 0], (2, 1)))
+    np.testing.assert_allclose(mm, [0.0, 5.0])
+    report = summarize(mm, deg)
+    assert report["n"] == 2 and report["position_mm"]["median"] == 2.5 and report["rotation_deg"]["p90"] == 0.0
+
+
+def test_spatial_softmax_finds_the_peak():
+    maps = torch.full((1, 2, 9, 11), -50.0)
+    maps[0, 0, 0, 0] = 50.0  # top left
+    maps[0, 1, 4, 10] = 50.0  # middle row, right edge
+    out = SpatialSoftmax(9, 11)(maps)
+    torch.testing.assert_close(out, torch.tensor([[-1.0, 1.0, -1.0, 0.0]]), atol=1e-4, rtol=0)
+
+
+def test_posenet_shapes_and_unit_quaternions():
+    torch.manual_seed(0)
+    net = PoseNet(PoseNetConfig(cameras=3, height=24, width=32, channels=(8, 8), strides=(2, 2), kernels=(3, 3),
+                                hidden=16))
+    images = torch.randint(0, 255, (5, 3, 24, 32, 3), dtype=torch.uint8)
+    position, quat = net(images)
+    assert position.shape == (5, 3) and quat.shape == (5, 4)
+    torch.testing.assert_close(quat.norm(dim=1), torch.ones(5))
+    assert (position - torch.tensor(net.config.center)).abs().max() < 0.5
+    again = PoseNetConfig.from_dict(net.config.to_dict())
+    assert again == net.config
+    with pytest.raises(ValueError, match="one entry per conv layer"):
+        PoseNetConfig(channels=(8,), strides=(2, 2), kernels=(3,))

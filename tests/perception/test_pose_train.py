@@ -1,0 +1,152 @@
+"""Training the pose CNN (loss falls, resume repeats the run), its export, `simreal pose`, and vision wrappers."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from simreal import cli
+from simreal.perception.dataset import DatasetSettings, load_dataset, write_dataset
+from simreal.perception.estimator import PoseEstimator
+from simreal.perception.train import CONFIG_PATH, PoseTrainer
+from simreal.training.config import resolve_config
+from simreal.training.logger import read_metrics
+from simreal.training.run import RunDir, load_weights_only
+
+SETTINGS = DatasetSettings(randomization="dactyl", height=24, width=24, seed=0, shard_size=24, antialias=0)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pose-data")
+    write_dataset(folder, SETTINGS, 48, n_envs=8, progress=False)
+    return folder
+
+
+def config(dataset, steps=60, **overrides):
+    extra = [f"run.steps={steps}", f"data.path={dataset}", "run.tensorboard=false", "run.torch_threads=1",
+             "run.log_every=5", "data.holdout=8"] + [f"{k}={v}" for k, v in overrides.items()]
+    return resolve_config(CONFIG_PATH, ["tiny"], extra)
+
+
+def test_a_tiny_run_lowers_the_loss(dataset, tmp_path):
+    trainer = PoseTrainer(config(dataset, steps=80, **{"optim.batch_size": 16}), RunDir(tmp_path / "run"),
+                          progress=False)
+    last = trainer.train()
+    trainer.close()
+    steps, loss = read_metrics(tmp_path / "run" / "metrics.jsonl")["train/loss"]
+    assert steps[-1] == 80
+    assert loss[-3:].mean() < 0.6 * loss[:3].mean()  # it learns (here: fits 40 samples)
+    assert {"eval/position_mm_median", "eval/rotation_deg_p90"} <= set(last)
+    state = load_weights_only(next(iter(sorted((tmp_path / "run" / "checkpoints").glob("*.pt")))))
+    assert {"model", "optimizer", "step", "batch_rng", "global_rng"} <= set(state)
+
+
+def test_resume_repeats_the_uninterrupted_run(dataset, tmp_path):
+    straight = PoseTrainer(config(dataset, steps=20), RunDir(tmp_path / "a"), progress=False)
+    straight.train()
+    straight.close()
+    run = RunDir(tmp_path / "b")
+    run.save_config(config(dataset, steps=10))
+    first = PoseTrainer(config(dataset, steps=10), run, progress=False)
+    first.train()  # the run is killed here, after its checkpoint at step 10
+    first.close()
+    resumed = PoseTrainer(config(dataset, steps=20), RunDir(tmp_path / "b", resume=True), progress=False)
+    assert resumed.step == 10
+    resumed.train()
+    resumed.close()
+    a, b = straight.net.state_dict(), resumed.net.state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_cli_train_then_eval_reports_json(dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["pose", "train", "--data", str(dataset), "--preset", "tiny", "--run-dir", str(run), "--quiet",
+                     "--set", "run.torch_threads=1", "--set", "data.holdout=8"]) == 0
+    assert "20 steps" in capsys.readouterr().out
+    estimator = PoseEstimator.load(run)
+    assert estimator.image_shape == (3, 24, 24, 3) and estimator.render["antialias"] == 0
+    out = tmp_path / "eval.json"
+    assert cli.main(["pose", "eval", "--estimator", str(run), "--n", "6", "--out", str(out), "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report == json.loads(out.read_text())
+    for name, randomization in (("randomized", "dactyl"), ("unrandomized", "none")):
+        part = report[name]
+        assert part["n"] == 6 and part["randomization"] == randomization and part["seed"] == 1_000_000
+        for key in ("position_mm", "rotation_deg"):
+            assert 0 <= part[key]["median"] <= part[key]["p90"]
+    assert report["resolution"] == [24, 24]
+    # evaluating a given dataset reproduces the estimator's own numbers
+    assert cli.main(["pose", "eval", "--estimator", str(run / "pose_estimator.pt"), "--data", str(dataset),
+                     "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    data = load_dataset(dataset)
+    position, quat = estimator.predict(data.images)
+    from simreal.perception.evaluate import pose_errors
+
+    mm, _ = pose_errors(position, quat, data.position, data.quat)
+    assert report[dataset.name]["position_mm"]["median"] == pytest.approx(float(np.median(mm)), abs=1e-3)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert cli.main(["pose", "train", "--run-dir", str(tmp_path / "r"), "--preset", "tiny"]) == 2
+    assert "data.path: no dataset given" in capsys.readouterr().err
+    assert cli.main(["pose", "eval", "--estimator", str(tmp_path / "missing.pt")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert cli.main(["pose", "dataset", "--randomization", "nope.yaml", "--n", "2", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.yaml: file not found" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def estimator(dataset, tmp_path_factory):
+    run = tmp_path_factory.mktemp("est")
+    trainer = PoseTrainer(config(dataset, steps=10), RunDir(run), progress=False)
+    trainer.train()
+    trainer.close()
+    return PoseEstimator.load(run)
+
+
+def test_vision_wrapper_puts_the_estimate_in_the_policy_keys(estimator):
+    import simreal
+    from simreal.perception.wrapper import VisionObservation
+    from simreal.utils.rotations import quat_canonical, quat_conj, quat_mul
+
+    env = simreal.make(simreal.HAND_CUBE_ID, randomization="dactyl", settle_time=0.0)
+    vision = VisionObservation(env, estimator, keep_images=True)
+    obs, _ = vision.reset(seed=0)
+    truth = env.unwrapped.sim.observe()
+    position, quat = estimator.predict(obs.pop("cameras")[None])  # the images the estimate came from
+    np.testing.assert_allclose(obs["object_pos"], position[0], atol=1e-6)
+    np.testing.assert_allclose(obs["object_quat"], quat[0], atol=1e-6)
+    expected = quat_canonical(quat_mul(obs["goal_quat"].astype(float), quat_conj(quat[0])))
+    np.testing.assert_allclose(obs["relative_quat"], expected, atol=1e-6)
+    np.testing.assert_array_equal(obs["fingertip_pos"], truth["fingertip_pos"][0])
+    assert np.abs(obs["object_pos"] - truth["object_pos"][0]).max() > 0  # an estimate, not the measurement
+    vision.close()
+    vision = VisionObservation(simreal.make(simreal.HAND_CUBE_ID, settle_time=0.0), estimator)
+    obs, _ = vision.reset(seed=0)
+    assert "cameras" not in obs and vision.observation_space.contains(obs)
+    obs, *_ = vision.step(np.zeros(20, np.float32))
+    assert vision.observation_space.contains(obs)
+    vision.close()
+
+
+def test_vision_vec_env_estimates_every_copy_and_terminal_observations(estimator):
+    from simreal.envs.vec_env import HandCubeVecEnv
+    from simreal.perception.wrapper import VisionVecEnv
+
+    venv = HandCubeVecEnv(2, nthread=1, camera_obs=(24, 24), camera_antialias=0, settle_time=0.0, goal_timeout=0.08)
+    vision = VisionVecEnv(venv, estimator)
+    assert vision._renderer is None  # the env's own camera images fit the estimator
+    venv.seed(0)
+    obs = vision.reset()
+    assert "cameras" not in obs and obs["object_pos"].shape == (2, 3)
+    obs, _, done, infos = vision.step(np.zeros((2, 20), np.float32))
+    assert done.all()  # one-step goal timeout: every copy ends and resets
+    for info in infos:
+        terminal = info["terminal_observation"]
+        assert "cameras" not in terminal and terminal["object_pos"].shape == (3,)
+    vision.close()
