@@ -42,3 +42,25 @@ def test_calibrate_cli_errors_are_one_line(tmp_path, capsys):
                  str(tmp_path / "o.yaml")]) == 2
     err = capsys.readouterr().err.strip()
     assert "not a recorded dataset" in err and len(err.splitlines()) == 1
+
+
+def test_evaluate_cli_compares_two_agents_on_a_simulated_rig(tmp_path, capsys):
+    runs = []
+    for name, randomization in (("ppo_dr", "dmc_cartpole"), ("ppo_nodr", "none")):
+        run = tmp_path / name
+        assert main(["train", "ppo", "--preset", "cartpole", "--preset", "tiny", "--steps", "128",
+                     "--run-dir", str(run), "--randomization", randomization, "--quiet"]) == 0
+        runs.append(str(run))
+    out = tmp_path / "report"
+    assert main(["evaluate", "--agent", ",".join(runs), "--rig", "sim:cartpole_heavy_pole", "--episodes", "2",
+                 "--max-steps", "20", "--out", str(out), "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [a["name"] for a in report["agents"]] == ["ppo_dr", "ppo_nodr"]
+    assert report["agents"][0]["randomization"] == "dmc_cartpole" and report["agents"][1]["randomization"] is None
+    for agent in report["agents"]:
+        assert agent["sim"]["episodes"] == 2 and agent["rig"]["length_mean"] == 20
+        assert agent["gap"]["return_mean"] == agent["sim"]["return_mean"] - agent["rig"]["return_mean"]
+    from simreal.rigs import DatasetReader
+
+    assert len(DatasetReader(out / "logs" / "ppo_dr")) == 2  # every rig episode recorded
+    assert "| ppo_dr | dmc_cartpole |" in (out / "report.md").read_text()
