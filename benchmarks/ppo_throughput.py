@@ -197,7 +197,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a small check: 4 envs, 32 steps, 2 epochs, 1 update")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--save", action="store_true", help="also write benchmarks/results/ppo_throughput_<date>.json")
+    parser.add_argument("--save", action="store_true",
+                        help="also write benchmarks/results/ppo_throughput[_hand]_<date>.json")
     args = parser.parse_args(argv)
     for key, value in ENVS[args.env][3].items():
         if getattr(args, key) is None:
@@ -236,7 +237,7 @@ def main(argv=None) -> dict:
                      "steps_per_update": args.n_envs * args.n_steps},
         "machine": machine(),
     }
-    emit("ppo_throughput", result, args.save)
+    emit("ppo_throughput" if args.env == "cartpole" else f"ppo_throughput_{args.env}", result, args.save)
     return result
 
 

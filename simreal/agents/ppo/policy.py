@@ -11,8 +11,11 @@ exports carry them).
     actor:  obs -> normalize -> dense (ReLU) -> LSTM (or dense, feed-forward) -> action head
     critic: state -> normalize -> MLP -> value          (or dense -> LSTM -> value)
 
-Dactyl's policy is the same shape (a dense layer before the LSTM; OpenAI et
-al. 2018, section 6.1). Sequences are time-major: ``(L, B, ...)``. Recurrent
+Dactyl's policy has the same shape (OpenAI et al. 2018, "Learning Dexterous
+In-Hand Manipulation": a fully connected ReLU layer, then an LSTM). During
+collection the LSTM runs one step at a time as an ``lstm_cell`` with the same
+weights; updates replay whole sequences with ``nn.LSTM`` (see buffer.py).
+Sequences are time-major: ``(L, B, ...)``. Recurrent
 state is passed explicitly: ``(h, c)`` for an LSTM, ``()`` for a feed-forward
 core.
 

@@ -35,9 +35,10 @@ def metrics_without_time(path):
 
 @pytest.mark.parametrize("preset", ["dreamer_v1", "dreamer_v2", "dreamer_v3"])
 def test_each_preset_trains_a_few_steps_and_exports_a_policy(tmp_path, preset, capsys):
-    assert train(tmp_path / "run", steps=240, preset=preset) == 0
+    randomization = "dmc_cartpole" if preset == "dreamer_v2" else "none"
+    assert train(tmp_path / "run", "--randomization", randomization, steps=240, preset=preset) == 0
     out = capsys.readouterr().out
-    assert "done: 240 env steps" in out
+    assert "done: 240 env steps" in out and f"(randomization {randomization})" in out
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     # prefill 64 env steps = 32 policy steps; then 16 replayed steps per policy step / (4 x 8) per update
     assert summary["frames"] == 240 and summary["policy_steps"] == 120
