@@ -17,6 +17,16 @@ noise, plus the one-off compile time. Baseline for the ratio: eager, same proces
 
 The machine is shared: each number is the best of ``--repeats`` timed blocks.
 ``--quick`` runs the tiny size only, with a few updates (a check that it works).
+
+What helped on the 2-core CPU (benchmarks/results/dreamer_throughput_2026-11-21.json):
+one torch thread per process when the machine is shared (two threads are 1.7x faster
+on an idle machine, several times slower when the other core is busy); no per-step
+``.any()`` branches, sampling categoricals by inverse CDF instead of ``multinomial``,
+no prior sample during filtering, computing the learned initial state once per batch.
+``torch.compile`` of the RSSM steps gave 1.07x (tiny) and 1.03x (micro) for 12-23 s of
+compiling, so ``run.compile`` stays off by default. The cost is in the matrix products
+of imagination (B*T starts x 15 steps through RSSM, actor, reward, continue and two
+critics), i.e. compute-bound: batch and size are the levers.
 """
 
 from __future__ import annotations
