@@ -206,9 +206,10 @@ def _cartpole_state(model: mujoco.MjModel, data: mujoco.MjData, obs: dict[str, n
     data.qvel[:] = np.asarray(obs["velocity"], dtype=np.float64).reshape(-1)[:2]
 
 
+_CARTPOLE = StateAdapter(_cartpole_state, (("position", "position"), ("velocity", "velocity")))
 STATE_ADAPTERS: dict[str, StateAdapter] = {
-    "dm_control/cartpole-swingup-v0": StateAdapter(_cartpole_state, (("position", "position"), ("velocity", "velocity"))),
-    "dm_control/cartpole-balance-v0": StateAdapter(_cartpole_state, (("position", "position"), ("velocity", "velocity"))),
+    "dm_control/cartpole-swingup-v0": _CARTPOLE,
+    "dm_control/cartpole-balance-v0": _CARTPOLE,
 }
 
 
@@ -218,7 +219,7 @@ class GymReplay:
     def __init__(self, env_id: str, spec: RandomizationSpec, env_kwargs: dict | None = None,
                  action_repeat: int = 1):
         from simreal.randomize.wrappers import RandomizedEnv, wrap
-        from simreal.training.envs import _gym_make
+        from simreal.training.envs import gym_make
 
         if env_id not in STATE_ADAPTERS:
             raise ValueError(f"calibration of {env_id!r} needs a state adapter (known: {', '.join(STATE_ADAPTERS)} "
@@ -226,7 +227,7 @@ class GymReplay:
         self.spec = spec
         self.adapter = STATE_ADAPTERS[env_id]
         self.action_repeat = int(action_repeat)  # physics control steps per recorded action, as on the rig
-        self.env: RandomizedEnv = wrap(_gym_make(env_id, None, env_kwargs or {}), spec, seed=0)
+        self.env: RandomizedEnv = wrap(gym_make(env_id, None, env_kwargs or {}), spec, seed=0)
         self._groups, start = {}, 0
         space = self.env.observation_space
         for name, key in self.adapter.groups:

@@ -6,11 +6,8 @@ import argparse
 import json
 import pathlib
 import sys
-import textwrap
 
-
-def _wrap(text: str) -> str:
-    return textwrap.fill(text, width=88)
+from simreal.cli import _wrap  # one help layout for every command
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import dataclasses
 import pathlib
 from typing import Any, Callable
 
-from simreal.evaluation.metrics import episode_metrics, gap, summarize
+from simreal.evaluation.metrics import Summary, episode_metrics, gap, summarize
 
 
 @dataclasses.dataclass
@@ -54,9 +54,9 @@ class AgentRun:
                    agent=str(load_export(policy).get("agent")))
 
 
-def _summaries(results, control_dt: float) -> tuple[dict, list[dict]]:
+def _summaries(results, control_dt: float) -> tuple[Summary, list[dict]]:
     episodes = [episode_metrics(r.rewards, r.infos, control_dt) for r in results]
-    return summarize(episodes).to_json(), [dataclasses.asdict(e) for e in episodes]
+    return summarize(episodes), [dataclasses.asdict(e) for e in episodes]
 
 
 def evaluate_transfer(agent_dirs: list[str | pathlib.Path], rig_spec: str, episodes: int, out_dir: str | pathlib.Path,
@@ -78,6 +78,7 @@ def evaluate_transfer(agent_dirs: list[str | pathlib.Path], rig_spec: str, episo
         common = dict(env_id=run.env_id, env_kwargs=run.env_kwargs, action_repeat=run.action_repeat, seed=seed)
         entry: dict[str, Any] = {"name": run.name, "run_dir": str(run.run_dir), "agent": run.agent,
                                  "env_id": run.env_id, "randomization": run.randomization, "episodes": {}}
+        summaries: dict[str, Summary] = {}
         for where, spec in (("sim", "nominal"), ("rig", rig_spec)):
             rig = open_rig(spec, **common, **(rig_kwargs or {}))
             try:
@@ -88,15 +89,14 @@ def evaluate_transfer(agent_dirs: list[str | pathlib.Path], rig_spec: str, episo
                     writer.set_tags(agent=run.name, run_dir=str(run.run_dir))
                 log(f"{run.name}: {episodes} episodes on {'nominal simulation' if where == 'sim' else spec}")
                 results = run_episodes(rig, policy, episodes, seed=seed, max_steps=max_steps, progress=progress)
-                entry[where], entry["episodes"][where] = _summaries(results, rig.info().control_dt)
+                summaries[where], entry["episodes"][where] = _summaries(results, rig.info().control_dt)
+                entry[where] = summaries[where].to_json()
                 if where == "rig":
                     entry["rig_safety"] = {k: int(sum(r.safety[k] for r in results)) for k in results[0].safety}
                     entry["rig_ends"] = [r.end for r in results]
             finally:
                 rig.close()
-        from simreal.evaluation.metrics import Summary
-
-        entry["gap"] = gap(Summary(**entry["sim"]), Summary(**entry["rig"]))
+        entry["gap"] = gap(summaries["sim"], summaries["rig"])
         error = prediction_error(policy, out_dir / "logs" / run.name)
         if error is not None:
             entry["prediction_error"] = error

@@ -6,15 +6,10 @@ import argparse
 import json
 import pathlib
 import sys
-import textwrap
 
-from simreal.cli import _positive_int  # one parser for "a whole number >= 1" across commands
+from simreal.cli import _positive_int, _wrap  # one help layout and one "whole number >= 1" parser
 
 _FMT = argparse.RawDescriptionHelpFormatter
-
-
-def _wrap(text: str) -> str:
-    return textwrap.fill(text, width=88)
 
 
 def _samples(text: str) -> int:

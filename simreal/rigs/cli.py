@@ -6,17 +6,14 @@ import argparse
 import json
 import pathlib
 import signal
-import textwrap
+
+from simreal.cli import _wrap  # one help layout for every command
 
 DEFAULT_TOKEN_FILE = "~/.config/simreal/rig_token"
 
 RIG_HELP = ("a rig: sim:REALITY or REALITY (a shipped reality such as hand_laggy, or a reality YAML), "
             "nominal[:ENV_ID], replay:DIR or DIR (a recorded dataset), tcp://HOST:PORT (a rig server), "
             "leap:fake or leap:SERIAL_PORT")
-
-
-def _wrap(text: str) -> str:
-    return textwrap.fill(text, width=88)
 
 
 def _cli_error(exc: Exception):

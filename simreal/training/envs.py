@@ -95,7 +95,8 @@ class DictFloat32(gym.ObservationWrapper):
                 for k, v in obs.items()}
 
 
-def _gym_make(env_id: str, pixels: tuple[int, int] | None, env_kwargs: dict) -> gym.Env:
+def gym_make(env_id: str, pixels: tuple[int, int] | None, env_kwargs: dict) -> gym.Env:
+    """gymnasium.make with the dm_control ids registered and render settings for pixels; one-line errors."""
     kwargs = dict(env_kwargs)
     if env_id.startswith("dm_control/"):
         import shimmy  # noqa: F401  (registers the dm_control/* ids)
@@ -119,7 +120,7 @@ def single_env_factory(env_id: str, seed: int | None = None, randomization=None,
     """A thunk building one wrapped Gymnasium env (see the module docstring for the order)."""
 
     def thunk() -> gym.Env:
-        env = _gym_make(env_id, pixels, env_kwargs or {})
+        env = gym_make(env_id, pixels, env_kwargs or {})
         if randomization is not None:
             from simreal.randomize.wrappers import wrap
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import textwrap
+
+from simreal.cli import _wrap  # one help layout for every command
 
 DESCRIPTION = (
     "Train recurrent PPO with an asymmetric critic: an LSTM actor on what the robot measures and a critic "
@@ -36,10 +37,6 @@ examples:
   simreal train ppo --run-dir runs/cartpole --resume                 # continue a killed run
   simreal train ppo --run-dir runs/cartpole --resume --steps 3000000 # train it longer
 """
-
-
-def _wrap(text: str) -> str:
-    return textwrap.fill(text, width=88)
 
 
 def cmd_train_ppo(args: argparse.Namespace) -> int:

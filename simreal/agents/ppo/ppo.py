@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import time
 from typing import Any, Mapping
 
@@ -217,8 +216,6 @@ class PPOTrainer:
             torch.set_num_threads(cfg.run.torch_threads)
         self.device = pick_device(cfg.run.device)
         seed = cfg.run.seed
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
 
         from simreal.training.envs import make_training_env, split_keys

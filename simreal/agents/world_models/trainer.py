@@ -16,7 +16,6 @@ checkpoint on disk is the last good one.
 from __future__ import annotations
 
 import json
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -122,8 +121,6 @@ class Trainer:
         r = self.dc.run
         if r.threads > 0:
             torch.set_num_threads(r.threads)
-        random.seed(r.seed)
-        np.random.seed(r.seed)
         torch.manual_seed(r.seed)
         self.device = pick_device(r.device)
         self.n_envs = int(self.env_cfg.get("n_envs", 1))
