@@ -15,8 +15,6 @@ from __future__ import annotations
 import pathlib
 from typing import Iterable
 
-from simreal.agents.ppo.policy import PolicyConfig, PPOPolicy, policy_from_export
-
 CONFIG_PATH = pathlib.Path(__file__).with_name("configs.yaml")
 
 
@@ -27,12 +25,16 @@ def resolve_ppo_config(presets: Iterable[str] = (), overrides: Iterable[str] = (
     return resolve_config(CONFIG_PATH, presets, overrides)
 
 
-def __getattr__(name: str):
-    # the trainer pulls in the env stack; import it only when asked for
-    if name in ("PPOTrainer", "TrainConfig"):
-        from simreal.agents.ppo import ppo
+_LAZY = {"PPOTrainer": "ppo", "TrainConfig": "ppo",  # the trainer pulls in the env stack
+         "PolicyConfig": "policy", "PPOPolicy": "policy", "policy_from_export": "policy"}  # torch
 
-        return getattr(ppo, name)
+
+def __getattr__(name: str):
+    # imported on first use, so `simreal --help` (which imports this package's cli) never loads torch
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"simreal.agents.ppo.{_LAZY[name]}"), name)
     raise AttributeError(name)
 
 
