@@ -59,7 +59,7 @@ NOISE = 0.05
 YAML = "dactyl.yaml"
 
 
-HOOKS = ("on_action", "on_ctrl", "segments", "before_physics", "on_step", "on_observation")
+HOOKS = ("on_action", "on_ctrl", "substep_controls", "before_physics", "on_step", "on_observation")
 
 
 def clock_hooks(stack) -> list[float]:
@@ -116,7 +116,7 @@ def time_single(randomization, steps: int, seed: int) -> float:
 
 def physics_only(spec):
     """The physics randomizers of spec, as their own spec (what a reset writes into the model)."""
-    out = spec.model_copy(update={"randomizers": [r for r in spec.enabled() if r.family == "physics"]})
+    out = spec.model_copy(update={"randomizers": [r for r in spec.enabled() if r.family == "physics"], "visual": []})
     out._source = spec.source
     return out
 
@@ -188,13 +188,13 @@ def recompiled_model_matches(recompiler: Recompiler, bound: list[FieldRandomizer
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--vec-steps", type=int, default=60, help="vector steps per timed window")
+    parser.add_argument("--vec-steps", type=int, default=100, help="vector steps per timed window")
     parser.add_argument("--steps", type=int, default=300, help="single-env steps per timed window")
     parser.add_argument("--n-envs", type=int, default=16)
     parser.add_argument("--nthread", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--resets", type=int, default=500, help="resets timed for in-place randomization")
     parser.add_argument("--recompiles", type=int, default=20, help="resets timed for recompiling")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", action="store_true",
                         help="also write benchmarks/results/randomization_overhead_<date>.json")

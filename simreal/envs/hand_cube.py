@@ -366,16 +366,13 @@ class HandCubeSim:
         else:
             cmd = rnd.on_ctrl(cmd, self.ctrl_low, self.ctrl_high)
             rnd.before_physics(cfg.control_dt)
-            pieces = rnd.segments(cmd, self.ctrl, cfg.substeps, self.timestep, self.ctrl_low, self.ctrl_high)
-            if len(pieces) == 1:
-                self.ctrl[:] = pieces[0][1]
+            ctrl = rnd.substep_controls(cmd, self.ctrl, cfg.substeps, self.timestep, self.ctrl_low, self.ctrl_high,
+                                        out=self._substep_ctrl)
+            if ctrl.ndim == 2:
+                self.ctrl[:] = ctrl
                 self.batch.step(nstep=cfg.substeps, stage=self._stage)
             else:  # action delays switch controls mid-step: one rollout with per-substep controls
-                control, start = self._substep_ctrl, 0
-                for nstep, ctrl in pieces:
-                    control[:, start:start + nstep] = ctrl[:, None]
-                    start += nstep
-                self.batch.rollout(cfg.substeps, control=control, record=())
+                self.batch.rollout(cfg.substeps, control=ctrl, record=())
                 self.batch.forward(stage=self._stage)  # as step(stage=...) leaves it; bit-identical
             rnd.on_step()
 

@@ -216,6 +216,15 @@ class RandomizationStack:
             return [(substeps, cmd)]
         return [(n, np.clip(c, low, high)) for n, c in delay.segments(cmd, current, substeps, timestep) if n > 0]
 
+    def substep_controls(self, cmd: np.ndarray, current: np.ndarray, substeps: int, timestep: float,
+                         low: np.ndarray, high: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """The step's controls, clipped: (n, nu) for the whole step, or (n, substeps, nu) written into out
+        when action delays switch some copy's controls mid-step (what `segments` cuts into pieces)."""
+        delay = self.effects.get("action_delay")
+        if delay is None:
+            return cmd
+        return delay.substep_controls(cmd, current, substeps, timestep, low, high, out)
+
     def before_physics(self, control_dt: float) -> None:
         force = self.effects.get("object_force")
         if force is not None:

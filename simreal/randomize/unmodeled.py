@@ -170,8 +170,9 @@ class ActionDelay(Effect):
     def delay_substeps(self, timestep: float) -> np.ndarray:
         return np.rint(np.maximum(self.value("delay"), 0.0) / timestep).astype(np.int64)
 
-    def segments(self, cmd: np.ndarray, current: np.ndarray, substeps: int, timestep: float) -> list[tuple[int, np.ndarray]]:
-        """Split one control step into (nstep, ctrl) pieces; ``current`` fills history a fresh episode lacks."""
+    def _advance(self, cmd: np.ndarray, current: np.ndarray, substeps: int,
+                 timestep: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Push cmd into the history; (history, whole steps of delay, extra substeps) per copy."""
         d = self.delay_substeps(timestep)
         lag, rem = np.divmod(d, substeps)
         need = int(lag.max()) + 2
@@ -183,6 +184,29 @@ class ActionDelay(Effect):
             h[fresh] = current[fresh, None, :]
         h[:, 1:] = h[:, :-1].copy()  # one step older
         h[:, 0] = cmd
+        return h, lag, rem
+
+    def substep_controls(self, cmd: np.ndarray, current: np.ndarray, substeps: int, timestep: float,
+                         low: np.ndarray, high: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """The control step's controls, clipped to [low, high]: (n, nu) when no copy switches
+        mid-step, else (n, substeps, nu) written into out.
+
+        The same controls as `segments` gives, as the one array a batched rollout takes.
+        """
+        h, lag, rem = self._advance(cmd, current, substeps, timestep)  # lag, rem: (n, nu)
+        copies, actuators = np.arange(h.shape[0])[:, None], np.arange(h.shape[2])[None, :]
+        now = np.clip(h[copies, lag, actuators], low, high)
+        if not rem.any():
+            return now
+        # substep k of an actuator still runs the older command while k < rem
+        np.copyto(out, now[:, None])
+        older = np.clip(h[copies, lag + 1, actuators], low, high)
+        np.copyto(out, older[:, None], where=np.arange(substeps)[None, :, None] < rem[:, None])
+        return out
+
+    def segments(self, cmd: np.ndarray, current: np.ndarray, substeps: int, timestep: float) -> list[tuple[int, np.ndarray]]:
+        """Split one control step into (nstep, ctrl) pieces; ``current`` fills history a fresh episode lacks."""
+        h, lag, rem = self._advance(cmd, current, substeps, timestep)
         bounds = np.unique(rem)
         if bounds[0] != 0:
             bounds = np.concatenate([[0], bounds])
@@ -262,12 +286,13 @@ class MarkerFreeze(Effect):
         """Freeze markers in obs (the copies ``rows``, or all), then advance their countdowns."""
         if not self._keys <= obs.keys():
             return
-        rows = self._all if rows is None else np.asarray(rows, dtype=np.int64)
+        # every copy: slices (views), not fancy indexing; the stream takes None as "all"
+        rows = slice(None) if rows is None else np.asarray(rows, dtype=np.int64)
         rate, duration = self.value("rate")[rows], self.value("duration")[rows]
         p_start = 1.0 - np.exp(-np.maximum(rate, 0.0) * control_dt)
-        left = self.left[rows]
+        left = self.left[rows].copy()
         m = len(self.markers)
-        u = self.streams.take(rows, 2 * m)  # per copy: a coin and a length per marker
+        u = self.streams.take(None if isinstance(rows, slice) else rows, 2 * m)  # per copy: a coin and a length per marker
         start = u[:, :m] < p_start
         if start.any():
             steps = np.rint(-np.log1p(-u[:, m:]) * np.maximum(duration, 0.0) / control_dt).astype(np.int64)

@@ -63,6 +63,28 @@ def test_delays_longer_than_a_step_use_older_commands_per_actuator():
     assert np.all(pieces[0][1][0, others] == 3.0) and np.all(pieces[1][1][0, others] == 3.0)
 
 
+def test_substep_controls_are_the_segments_laid_out_per_substep():
+    """The array the batched rollout takes holds exactly the pieces `segments` cuts, per actuator."""
+    mixed = [effect("late", "action_delay", "delay", 0.1, target={"names": ["robot0:A_FFJ*"]}),
+             effect("soon", "action_delay", "delay", 0.03, target={"names": ["robot0:A_TH*"]})]
+    envs = [HandCubeEnv(randomization=spec(*mixed), control="absolute") for _ in range(2)]
+    for env in envs:
+        env.reset(seed=0)
+    lo, hi = np.full((1, 20), -9.0), np.full((1, 20), 9.0)
+    out = np.empty((1, 40, 20))
+    for k in (1.0, 2.0, 3.0, 20.0):  # 20 is outside [lo, hi]: clipped as the pieces are
+        c = np.full((1, 20), k)
+        pieces = envs[0].sim.randomization.segments(c, envs[0].sim.ctrl, 40, 0.002, lo, hi)
+        laid = envs[1].sim.randomization.substep_controls(c, envs[1].sim.ctrl, 40, 0.002, lo, hi, out=out)
+        assert laid.shape == (1, 40, 20)
+        np.testing.assert_array_equal(laid[0], np.concatenate([np.repeat(p, n, axis=0) for n, p in pieces]))
+    # no delay that cuts the step: one (n, nu) control for the whole step
+    whole = HandCubeEnv(randomization=spec(effect("d", "action_delay", "delay", 0.08)), control="absolute")
+    whole.reset(seed=0)
+    c = whole.sim.randomization.substep_controls(np.zeros((1, 20)), whole.sim.ctrl, 40, 0.002, lo, hi, out=out)
+    assert c.shape == (1, 20)
+
+
 def test_action_delay_end_to_end_holds_the_reset_pose_for_one_step():
     env = HandCubeEnv(randomization=spec(effect("d", "action_delay", "delay", 0.08)), control="absolute")
     env.reset(seed=0)
