@@ -1,6 +1,8 @@
 """The `simreal` command: one entry point, one verb per job.
 
-    simreal demo            short rollout of the hand-cube env, stats + camera PNG
+    simreal demo            the whole loop on defaults: randomization, PPO with and without it,
+                            transfer to a held-out simulated rig, report (simreal.demo)
+    simreal rollout         short rollout of the hand-cube env, stats + camera PNG
     simreal env info        spaces, sizes and timing constants of an env
     simreal randomization   check, sample and describe randomization YAML files
 
@@ -48,6 +50,19 @@ def _episode_end(info: dict, terminated: bool, truncated: bool, cfg) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from simreal.demo import run_demo, summary_lines
+
+    print(f"simreal demo: {args.env}, randomization {args.randomization}, rig {args.rig}, "
+          f"{args.steps} PPO steps per agent, output {args.out}", flush=True)
+    result = run_demo(args.out, env=args.env, randomization=args.randomization, rig=args.rig, steps=args.steps,
+                      episodes=args.episodes, seed=args.seed, progress=not args.quiet)
+    print("\n".join(summary_lines(result)))
+    print(f"wrote {args.out}/demo.json, {result['report']['markdown']}, {result['report']['plot']}, "
+          f"{args.out}/randomization/histograms.png and the runs in {args.out}/runs")
+    return 0
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
     from tqdm import tqdm
@@ -67,7 +82,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         env.action_space.seed(args.seed)
         policy = lambda obs: env.action_space.sample()  # noqa: E731
 
-    print(f"simreal demo: {simreal.HAND_CUBE_ID}, goal={args.goal}, policy={args.policy}"
+    print(f"simreal rollout: {simreal.HAND_CUBE_ID}, goal={args.goal}, policy={args.policy}"
           f" (noise {args.noise}), {args.episodes} episodes of at most {args.max_steps} steps", flush=True)
     episodes, frames = [], []
     t0 = time.perf_counter()
@@ -168,7 +183,7 @@ def _load(file: str):
         raise CliError(_short_paths(str(exc))) from None
 
 
-def _bind(spec, env_id: str):
+def bind_randomization(spec, env_id: str):
     """A RandomizationStack of spec on a one-copy simulation of env_id (names and fields checked)."""
     import simreal
     from simreal.randomize.spec import RandomizationError
@@ -211,7 +226,7 @@ def cmd_randomization_check(args: argparse.Namespace) -> int:
     n_disabled = len(spec.randomizers) - len(enabled)
     bound = ""
     if not args.no_env:
-        stack = _bind(spec, args.env)
+        stack = bind_randomization(spec, args.env)
         stack.seed(0, 0)
         stack.on_reset([0])  # one draw-and-apply, as an episode start does
         bound = f"; bound to {args.env}"
@@ -226,7 +241,7 @@ def cmd_randomization_sample(args: argparse.Namespace) -> int:
     from simreal.randomize import sampling
 
     spec = _load(args.file)
-    stack = _bind(spec, args.env)
+    stack = bind_randomization(spec, args.env)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"simreal randomization sample: {args.file} on {args.env}, {len(stack.items)} randomizers, "
@@ -340,20 +355,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="short rollout of the hand-cube env: episode stats and a camera PNG",
+    from simreal.demo import DEFAULTS as D
+
+    demo = sub.add_parser(
+        "demo", help="the whole loop on defaults: randomization, PPO with and without it, transfer report",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=_wrap(
+            "Run simreal's loop end to end: check a randomization YAML and plot its samples, train "
+            "recurrent PPO twice with the same seed and budget (with the randomization and at nominal "
+            "physics), evaluate both on nominal simulation and on a held-out simulated rig, and write "
+            "the transfer report with each agent's sim-to-rig gap. About ten minutes on two CPU cores "
+            "with the defaults. Run it again with the same --out to continue a stopped demo (finished "
+            "runs are read back, a killed run resumes from its checkpoint)."),
+        epilog="writes OUT/randomization.yaml, OUT/randomization/{samples.csv,histograms.png},\n"
+               "OUT/runs/{ppo_dr,ppo_nominal}/ (config, checkpoints, TensorBoard, policy.pt),\n"
+               "OUT/transfer/{report.md,report.json,transfer.png,logs/} and OUT/demo.json\n\n"
+               "examples:\n"
+               "  simreal demo\n"
+               "  simreal demo --rig sim:cartpole_heavy_pole --out outputs/demo-heavy\n"
+               "  simreal demo --env dm_control/cartpole-swingup-v0 --steps 2500000 --out outputs/demo-swingup")
+    demo.add_argument("--env", default=D["env"], help=f"training task (default {D['env']})")
+    demo.add_argument("--randomization", default=D["randomization"],
+                      help=f"randomization YAML, or a shipped name (default {D['randomization']})")
+    demo.add_argument("--rig", default=D["rig"], help=f"held-out rig, see `simreal rig list` (default {D['rig']})")
+    demo.add_argument("--steps", type=int, default=D["steps"], help=f"env steps per agent (default {D['steps']})")
+    demo.add_argument("--episodes", type=int, default=D["episodes"],
+                      help=f"evaluation episodes per agent and setting (default {D['episodes']})")
+    demo.add_argument("--seed", type=int, default=D["seed"], help="training seed (default 0)")
+    demo.add_argument("--out", default="outputs/demo", help="output folder (default outputs/demo)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(func=cmd_demo)
+
+    rollout = sub.add_parser("rollout", help="short rollout of the hand-cube env: episode stats and a camera PNG",
                           description="Roll out a scripted or random policy in simreal/HandCube-v0, print "
                                       "per-episode statistics, and write the three camera views as a PNG.")
-    demo.add_argument("--episodes", type=int, default=3, help="number of episodes (default 3)")
-    demo.add_argument("--max-steps", type=int, default=150, help="cap on steps per episode (80 ms each; default 150)")
-    demo.add_argument("--policy", choices=("hold", "random"), default="hold",
+    rollout.add_argument("--episodes", type=int, default=3, help="number of episodes (default 3)")
+    rollout.add_argument("--max-steps", type=int, default=150, help="cap on steps per episode (80 ms each; default 150)")
+    rollout.add_argument("--policy", choices=("hold", "random"), default="hold",
                       help="hold: scripted pose-holding with action noise; random: uniform actions")
-    demo.add_argument("--noise", type=float, default=0.1, help="action noise std of the hold policy (default 0.1)")
-    demo.add_argument("--goal", choices=("full", "vertical"), default="full", help="goal variant (default full)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of episode 0; episode k uses seed+k")
-    demo.add_argument("--height", type=int, default=240, help="camera image height in px")
-    demo.add_argument("--width", type=int, default=320, help="camera image width in px")
-    demo.add_argument("--out", default="outputs/demo", help="output folder (default outputs/demo)")
-    demo.set_defaults(func=cmd_demo)
+    rollout.add_argument("--noise", type=float, default=0.1, help="action noise std of the hold policy (default 0.1)")
+    rollout.add_argument("--goal", choices=("full", "vertical"), default="full", help="goal variant (default full)")
+    rollout.add_argument("--seed", type=int, default=0, help="seed of episode 0; episode k uses seed+k")
+    rollout.add_argument("--height", type=int, default=240, help="camera image height in px")
+    rollout.add_argument("--width", type=int, default=320, help="camera image width in px")
+    rollout.add_argument("--out", default="outputs/rollout", help="output folder (default outputs/rollout)")
+    rollout.set_defaults(func=cmd_rollout)
 
     env = sub.add_parser("env", help="inspect environments")
     env_sub = env.add_subparsers(dest="env_command", metavar="SUBCOMMAND")

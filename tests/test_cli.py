@@ -5,8 +5,8 @@ import sys
 from simreal import cli
 
 
-def test_demo_writes_camera_png_and_stats(tmp_path, capsys):
-    code = cli.main(["demo", "--episodes", "2", "--max-steps", "6", "--height", "32", "--width", "40",
+def test_rollout_writes_camera_png_and_stats(tmp_path, capsys):
+    code = cli.main(["rollout", "--episodes", "2", "--max-steps", "6", "--height", "32", "--width", "40",
                      "--out", str(tmp_path)])
     assert code == 0
     out = capsys.readouterr().out
@@ -21,16 +21,18 @@ def test_demo_writes_camera_png_and_stats(tmp_path, capsys):
 
 
 def test_bad_option_is_one_line_error(capsys):
-    assert cli.main(["demo", "--episodes", "1", "--max-steps", "1", "--height", "2", "--out", "/tmp/x"]) == 2
+    assert cli.main(["rollout", "--episodes", "1", "--max-steps", "1", "--height", "2", "--out", "/tmp/x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "render_size" in err[0]
 
 
 def test_help_explains_commands():
     result = subprocess.run([sys.executable, "-m", "simreal.cli", "--help"], capture_output=True, text=True)
-    assert result.returncode == 0 and "demo" in result.stdout
-    result = subprocess.run([sys.executable, "-m", "simreal.cli", "demo", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "demo" in result.stdout and "rollout" in result.stdout
+    result = subprocess.run([sys.executable, "-m", "simreal.cli", "rollout", "--help"], capture_output=True, text=True)
     assert "--episodes" in result.stdout and "--policy" in result.stdout
+    result = subprocess.run([sys.executable, "-m", "simreal.cli", "demo", "--help"], capture_output=True, text=True)
+    assert "--rig" in result.stdout and "demo.json" in result.stdout
 
 
 def test_env_info(capsys):

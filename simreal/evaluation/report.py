@@ -66,8 +66,8 @@ def plot(report: dict, path: pathlib.Path) -> None:
 
     agents = report["agents"]
     has_succ = any(a["sim"].get("successes_median") is not None for a in agents)
-    fig, axes = plt.subplots(1, 2 if has_succ else 1, figsize=(5 + 4 * has_succ + 0.8 * len(agents), 4),
-                             squeeze=False)
+    panels = 2 + has_succ
+    fig, axes = plt.subplots(1, panels, figsize=(4 * panels + 0.8 * len(agents), 4), squeeze=False)
     x = np.arange(len(agents))
     names = [a["name"] for a in agents]
     ax = axes[0, 0]
@@ -79,9 +79,19 @@ def plot(report: dict, path: pathlib.Path) -> None:
     ax.set_xticks(x, names, rotation=20, ha="right")
     ax.set_ylabel("episode return")
     ax.set_title("return: sim vs rig")
-    ax.legend()
+    ax.legend(loc="lower left")
+    # the gap on its own axis: a few percent of the return, invisible on the return bars
+    ax = axes[0, 1]
+    gaps = [a["gap"].get("return_mean") or 0.0 for a in agents]
+    ax.bar(x, gaps, 0.5, color=["tab:green" if g == min(gaps, key=abs) else "tab:gray" for g in gaps])
+    for xi, g in zip(x, gaps):
+        ax.annotate(f"{g:.1f}", (xi, g), ha="center", va="bottom" if g >= 0 else "top", fontsize=9)
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_xticks(x, names, rotation=20, ha="right")
+    ax.set_ylabel("return gap (sim - rig)")
+    ax.set_title("sim-to-rig gap (smaller is better)")
     if has_succ:
-        ax = axes[0, 1]
+        ax = axes[0, 2]
         for k, (where, color) in enumerate((("sim", "tab:blue"), ("rig", "tab:orange"))):
             data = [[e["successes"] or 0 for e in a["episodes"][where]] for a in agents]
             parts = ax.boxplot(data, positions=x + (k - 0.5) * 0.38, widths=0.32, patch_artist=True)

@@ -84,7 +84,9 @@ def evaluate_transfer(agent_dirs: list[str | pathlib.Path], rig_spec: str, episo
             try:
                 if where == "rig":
                     report["rig"] = rig.info().to_dict()
-                    report["rig"]["description"] = str(report["rig"].get("extra", {}).get("description", "")) or spec
+                    extra = report["rig"].get("extra", {})
+                    description = extra.get("description") or (extra.get("reality") or {}).get("description")
+                    report["rig"]["description"] = f"{spec}: {description}" if description else spec
                     writer = record(rig, out_dir / "logs" / run.name)
                     writer.set_tags(agent=run.name, run_dir=str(run.run_dir))
                 log(f"{run.name}: {episodes} episodes on {'nominal simulation' if where == 'sim' else spec}")
@@ -108,12 +110,14 @@ def evaluate_transfer(agent_dirs: list[str | pathlib.Path], rig_spec: str, episo
 def prediction_error(policy, dataset_dir: pathlib.Path) -> float | None:
     """Open-loop prediction error of a world-model policy on recorded episodes (None for model-free agents).
 
-    A world-model policy provides ``prediction_error(episodes) -> float``
-    (mean squared error of predicted observations along the recorded actions).
+    A world-model policy provides ``prediction_error(episodes) -> float | None``
+    (mean squared error of predicted observations along the recorded actions; None when it
+    cannot tell, e.g. episodes shorter than its prediction window).
     """
     fn = getattr(policy, "prediction_error", None)
     if fn is None:
         return None
     from simreal.rigs import DatasetReader
 
-    return float(fn(list(DatasetReader(dataset_dir))))
+    error = fn(list(DatasetReader(dataset_dir)))
+    return None if error is None else float(error)

@@ -23,7 +23,8 @@ from torch import nn
 
 from simreal.agents.world_models.behavior import ActorCritic, freeze
 from simreal.agents.world_models.config import BehaviorConfig, ModelConfig, as_dict, build
-from simreal.agents.world_models.nets import ActionSpec, MultiEncoder, ObsLayout, preprocess
+from simreal.agents.world_models.nets import ActionSpec, MultiDecoder, MultiEncoder, ObsLayout, preprocess
+from simreal.agents.world_models.prediction import decoder_weights, open_loop_error, split_decoder
 from simreal.agents.world_models.rssm import RSSM, State, flatten_batch
 from simreal.agents.world_models.world_model import Batch, WorldModel
 
@@ -175,16 +176,27 @@ def export_policy(path, agent: Dreamer, observation_space, action_space, extra: 
     from simreal.training.export import save_export
 
     obs_space = gym.spaces.Dict({k: observation_space.spaces[k] for k in agent.layout.keys})
-    weights = agent.policy.state_dict()
+    # the decoder rides along (not used to act) so that rigs can measure the model's prediction error
+    weights = {**agent.policy.state_dict(), **decoder_weights(agent.wm.decoder)}
     return save_export(path, AGENT_NAME, agent.export_config(), obs_space, action_space, weights, extra)
 
 
 class ExportedPolicy:
     """A `simreal.agents.Policy` over numpy arrays, around a `LatentPolicy`."""
 
-    def __init__(self, policy: LatentPolicy, observation_space, action_space, device: torch.device):
-        self.policy, self.device = policy, device
+    def __init__(self, policy: LatentPolicy, observation_space, action_space, device: torch.device,
+                 decoder: nn.Module | None = None):
+        self.policy, self.device, self.decoder = policy, device, decoder
         self.observation_space, self.action_space = observation_space, action_space
+
+    def prediction_error(self, episodes, context: int = 5, horizon: int = 45) -> float | None:
+        """Open-loop prediction error on recorded episodes (see `prediction.open_loop_error`);
+        None for an export without its decoder or episodes shorter than context + horizon."""
+        if self.decoder is None:
+            return None
+        p = self.policy
+        return open_loop_error(p.encoder, p.rssm, self.decoder, p.layout, p.spec, episodes, context, horizon,
+                               self.device)
 
     def initial_state(self, batch_size: int) -> State:
         return self.policy.initial_state(batch_size)
@@ -212,7 +224,14 @@ def policy_from_export(data: Mapping[str, Any], device: str = "cpu") -> Exported
     rssm = RSSM(spec.dim, encoder.out_dim, model.rssm, model.act, model.norm)
     actor = Actor(rssm.feat_dim, spec, behavior.actor, behavior.units, behavior.layers, model.act, model.norm)
     policy = LatentPolicy(encoder, rssm, actor, layout, spec)
-    policy.load_state_dict(data["weights"])
+    weights, decoder_state = split_decoder(data["weights"])
+    policy.load_state_dict(weights)
     device = torch.device(device)
     policy.to(device).eval()
-    return ExportedPolicy(policy, data["observation_space"], data["action_space"], device)
+    decoder = None
+    if decoder_state:  # exports from before the decoder rode along act the same, without prediction error
+        decoder = MultiDecoder(rssm.feat_dim, layout, model.units, model.layers, model.cnn_depth, model.act,
+                               model.norm, model.vector_decoder, model.image_decoder)
+        decoder.load_state_dict(decoder_state)
+        decoder.to(device).eval()
+    return ExportedPolicy(policy, data["observation_space"], data["action_space"], device, decoder)
