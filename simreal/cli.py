@@ -28,6 +28,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 # so ``simreal --help`` stays fast.
 COMMAND_MODULES: tuple[str, ...] = (
     "simreal.agents.world_models.cli",
+    "simreal.agents.world_models.ha.cli",
     "simreal.agents.ppo.cli",
     "simreal.rigs.cli",
     "simreal.evaluation.cli",

@@ -150,7 +150,7 @@ def summary_lines(result: dict) -> list[str]:
     """What the demo found, in a few lines for the terminal."""
     lines = [f"sim-to-rig return gap on {result['rig']} ({result['episodes']} episodes each):"]
     for name, row in result["agents"].items():
-        lines.append(f"  {name:<12} trained with {row['randomization'] or 'nominal physics':<14} "
+        lines.append(f"  {name:<12} trained with {row['randomization'] or 'nominal physics':<16} "
                      f"sim {row['return_sim']:7.1f}  rig {row['return_rig']:7.1f}  gap {row['gap']:6.1f}")
     verdict = "narrowed" if result["randomization_narrows_gap"] else "did NOT narrow"
     lines.append(f"domain randomization {verdict} the gap; total {result['total_seconds'] / 60:.1f} min")

@@ -18,6 +18,9 @@ import numpy as np
 POLICY_MODULES: dict[str, str] = {
     "ppo": "simreal.agents.ppo",
     "dreamer": "simreal.agents.world_models",
+    "planet": "simreal.agents.world_models.planet",
+    "dreaming": "simreal.agents.world_models.dreaming",
+    "worldmodels": "simreal.agents.world_models.ha",
 }
 
 

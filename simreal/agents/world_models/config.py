@@ -1,5 +1,6 @@
-"""Typed views of the ``model``, ``behavior``, ``batch``, ``replay`` and ``run`` sections of
-``configs.yaml`` (the YAML documents every key; these classes check and carry them)."""
+"""Typed views of the sections of ``configs.yaml`` (the YAML documents every key; these classes
+check and carry them): ``model``, ``behavior``, ``batch``, ``replay`` and ``run`` (every agent),
+``planner`` (PlaNet) and ``contrastive`` (Dreaming), and the top-level ``agent`` name."""
 
 from __future__ import annotations
 
@@ -148,6 +149,71 @@ class RunConfig:
     keep_checkpoints: int = 2
     video_every: int = 10_000
     compile: bool = False
+
+
+@dataclass
+class PlannerConfig:
+    """PlaNet's cross-entropy-method planner (its defaults are the paper's)."""
+
+    horizon: int = 12
+    candidates: int = 1000
+    top_k: int = 100
+    iterations: int = 10
+    init_std: float = 1.0
+    expl_noise: float = 0.3
+
+    def validate(self) -> None:
+        checks = [(self.horizon >= 1, "horizon", ">= 1", self.horizon),
+                  (self.candidates >= 2, "candidates", ">= 2", self.candidates),
+                  (1 <= self.top_k <= self.candidates, "top_k", f"in [1, candidates ({self.candidates})]",
+                   self.top_k),
+                  (self.iterations >= 1, "iterations", ">= 1", self.iterations),
+                  (self.init_std > 0, "init_std", "> 0", self.init_std),
+                  (self.expl_noise >= 0, "expl_noise", ">= 0", self.expl_noise)]
+        _raise_first("planner", checks)
+
+
+@dataclass
+class ContrastiveConfig:
+    """Dreaming's reconstruction-free representation objective."""
+
+    scale: float = 1.0            # weight of the summed InfoNCE terms in the world-model loss
+    proj: int = 128               # width of the state and observation projections the score compares
+    overshoot: int = 3            # K: InfoNCE also at distances 1..K through the linear dynamics
+    crop_pad: int = 4             # random crop: pad by this many pixels (edge replicated), crop back
+    decoder: bool = True          # train the visualization decoder (on stopped-gradient features)
+    decoder_opt: OptConfig = field(default_factory=lambda: OptConfig(3e-4, 1e-5, 100.0, 0.0))
+
+    def validate(self) -> None:
+        checks = [(self.scale > 0, "scale", "> 0", self.scale),
+                  (self.proj >= 1, "proj", ">= 1", self.proj),
+                  (self.overshoot >= 0, "overshoot", ">= 0", self.overshoot),
+                  (self.crop_pad >= 0, "crop_pad", ">= 0", self.crop_pad)]
+        _raise_first("contrastive", checks)
+
+
+AGENTS = ("dreamer", "planet", "dreaming")
+
+
+def agent_name(cfg: Mapping[str, Any]) -> str:
+    """The resolved config's ``agent`` (``dreamer`` when the key is absent, as in runs made before it)."""
+    name = cfg.get("agent", "dreamer")
+    if name not in AGENTS:
+        raise ConfigError(f"agent: expected one of {', '.join(AGENTS)}, got {name!r}")
+    return name
+
+
+def section(cls, cfg: Mapping[str, Any], name: str):
+    """The validated dataclass of one optional section (its defaults when the config lacks it)."""
+    out = build(cls, cfg.get(name), name)
+    out.validate()
+    return out
+
+
+def _raise_first(where: str, checks) -> None:
+    for ok, key, expected, got in checks:
+        if not ok:
+            raise ConfigError(f"{where}.{key}: expected {expected}, got {got!r}")
 
 
 def build(cls, values: Mapping[str, Any] | None, where: str):

@@ -23,8 +23,8 @@ from torch import nn
 
 from simreal.agents.world_models.behavior import ActorCritic, freeze
 from simreal.agents.world_models.config import BehaviorConfig, ModelConfig, as_dict, build
-from simreal.agents.world_models.nets import ActionSpec, MultiDecoder, MultiEncoder, ObsLayout, preprocess
-from simreal.agents.world_models.prediction import decoder_weights, open_loop_error, split_decoder
+from simreal.agents.world_models.nets import ActionSpec, MultiEncoder, ObsLayout, preprocess
+from simreal.agents.world_models.prediction import decoder_weights, load_decoder, open_loop_error, split_decoder
 from simreal.agents.world_models.rssm import RSSM, State, flatten_batch
 from simreal.agents.world_models.world_model import Batch, WorldModel
 
@@ -127,9 +127,20 @@ class Dreamer(nn.Module):
     # ------------------------------------------------------------ learning
     def train_step(self, batch: Batch) -> dict[str, float]:
         """One update of world model, actor and critic; metrics as floats."""
+        post, metrics = self.model_step(batch)
+        metrics.update(self.behavior_step(batch, post))
+        return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in metrics.items()}
+
+    def model_step(self, batch: Batch) -> tuple[State, dict[str, Any]]:
+        """One world-model update; (posterior states of the batch, metrics). Agents on the core
+        that learn their model differently (Dreaming) override this and keep the behavior half."""
         wm_loss, post, metrics = self.wm.loss(batch)
         metrics["train/grad_norm_model"] = self.optimizers["model"].step(wm_loss)
+        return post, metrics
 
+    def behavior_step(self, batch: Batch, post: State) -> dict[str, Any]:
+        """One actor and critic update on trajectories imagined from the batch's posterior states."""
+        metrics: dict[str, Any] = {}
         start = flatten_batch(self.wm.rssm.detach(post))
         start_cont = (~batch.is_terminal).float().reshape(-1)
         restore = freeze(self.wm, self.behavior.critic)
@@ -146,7 +157,7 @@ class Dreamer(nn.Module):
         metrics.update(critic_metrics)
         metrics["train/grad_norm_critic"] = self.optimizers["critic"].step(critic_loss)
         self.behavior.update_slow_critic()
-        return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in metrics.items()}
+        return metrics
 
     # ------------------------------------------------------------ acting (numpy in, numpy out)
     def obs_to_tensors(self, obs: Mapping[str, np.ndarray]) -> dict[str, Tensor]:
@@ -228,10 +239,6 @@ def policy_from_export(data: Mapping[str, Any], device: str = "cpu") -> Exported
     policy.load_state_dict(weights)
     device = torch.device(device)
     policy.to(device).eval()
-    decoder = None
-    if decoder_state:  # exports from before the decoder rode along act the same, without prediction error
-        decoder = MultiDecoder(rssm.feat_dim, layout, model.units, model.layers, model.cnn_depth, model.act,
-                               model.norm, model.vector_decoder, model.image_decoder)
-        decoder.load_state_dict(decoder_state)
-        decoder.to(device).eval()
+    # exports from before the decoder rode along act the same, without prediction error
+    decoder = load_decoder(decoder_state, rssm.feat_dim, layout, model, device)
     return ExportedPolicy(policy, data["observation_space"], data["action_space"], device, decoder)

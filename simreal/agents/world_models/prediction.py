@@ -83,9 +83,20 @@ def open_loop_error(encoder: MultiEncoder, rssm: RSSM, decoder: MultiDecoder, la
     return total / count if count else None
 
 
-def decoder_weights(decoder: nn.Module) -> dict[str, torch.Tensor]:
-    """The decoder's weights under a ``decoder.`` prefix, for an export's weight dict."""
-    return {f"decoder.{k}": v for k, v in decoder.state_dict().items()}
+def decoder_weights(decoder: nn.Module | None) -> dict[str, torch.Tensor]:
+    """The decoder's weights under a ``decoder.`` prefix, for an export's weight dict (none without one)."""
+    return {} if decoder is None else {f"decoder.{k}": v for k, v in decoder.state_dict().items()}
+
+
+def load_decoder(state: Mapping[str, torch.Tensor], feat_dim: int, layout: ObsLayout, model,
+                 device: torch.device) -> MultiDecoder | None:
+    """The exported decoder (``model``: the export's ModelConfig), or None for an export without one."""
+    if not state:
+        return None
+    decoder = MultiDecoder(feat_dim, layout, model.units, model.layers, model.cnn_depth, model.act, model.norm,
+                           model.vector_decoder, model.image_decoder)
+    decoder.load_state_dict(state)
+    return decoder.to(device).eval()
 
 
 def split_decoder(weights: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

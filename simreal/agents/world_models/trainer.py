@@ -1,4 +1,7 @@
-"""The Dreamer training loop: collect with the policy, store sequences, update at the train ratio.
+"""The training loop of the RSSM agents: collect with the policy, store sequences, update at the
+train ratio. The config's ``agent`` picks the learner: ``dreamer`` (DreamerV1/V2/V3), ``planet``
+(CEM planning, `planet.py`) or ``dreaming`` (contrastive, `dreaming.py`); each provides
+``train_step(batch)``, ``policy.act``, ``training_state`` and an export, and the loop is the same.
 
 ``train(cfg, run_dir)`` runs a resolved config (see configs.yaml) in a
 `simreal.training.run.RunDir`: it writes metrics (TensorBoard and
@@ -15,16 +18,17 @@ checkpoint on disk is the last good one.
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
-from simreal.agents.world_models.config import DreamerConfig
-from simreal.agents.world_models.dreamer import Dreamer, TrainingDiverged, export_policy
+from simreal.agents.world_models.config import DreamerConfig, agent_name
+from simreal.agents.world_models.dreamer import Dreamer, TrainingDiverged
 from simreal.agents.world_models.nets import ActionSpec, ObsLayout
 from simreal.agents.world_models.replay import SequenceReplay
 from simreal.agents.world_models.world_model import Batch
@@ -52,6 +56,22 @@ def make_env(env_cfg: Mapping[str, Any], n_envs: int, seed: int):
                              action_repeat=int(env_cfg.get("action_repeat", 1)), pixels=pixels,
                              pixels_only=bool(env_cfg.get("pixels_only", False)),
                              env_kwargs=env_cfg.get("kwargs") or None)
+
+
+def build_agent(name: str, cfg: Mapping[str, Any], dc: DreamerConfig, layout: ObsLayout, spec: ActionSpec,
+                device: torch.device) -> tuple[torch.nn.Module, Callable]:
+    """(agent, its export function) for the config's ``agent`` name."""
+    if name == "dreamer":
+        from simreal.agents.world_models.dreamer import export_policy
+
+        return Dreamer(layout, spec, dc.model, dc.behavior, device), export_policy
+    module = importlib.import_module(f"simreal.agents.world_models.{name}")
+    return module.build_agent(cfg, dc, layout, spec, device), module.export_policy
+
+
+def trainable_parameters(module: torch.nn.Module) -> int:
+    """Parameters the optimizers update (slow critics and other frozen copies left out)."""
+    return int(sum(p.numel() for p in module.parameters() if p.requires_grad))
 
 
 def replay_fields(layout: ObsLayout, observation_space, spec: ActionSpec) -> dict:
@@ -116,6 +136,7 @@ class Trainer:
         self.cfg = dict(cfg)
         self.run_dir = run_dir
         self.progress = progress
+        self.agent_name = agent_name(cfg)
         self.dc = DreamerConfig.from_resolved(cfg)
         self.env_cfg = dict(cfg["env"])
         r = self.dc.run
@@ -130,7 +151,8 @@ class Trainer:
         self.env = make_env(self.env_cfg, self.n_envs, r.seed)
         self.layout = ObsLayout.from_space(self.env.observation_space, self.dc.model.keys)
         self.spec = ActionSpec.from_space(self.env.action_space)
-        self.agent = Dreamer(self.layout, self.spec, self.dc.model, self.dc.behavior, self.device)
+        self.agent, self._export = build_agent(self.agent_name, self.cfg, self.dc, self.layout, self.spec,
+                                               self.device)
         if r.compile:
             compile_agent(self.agent)
         spill = run_dir.path / "replay" if self.dc.replay.spill else None
@@ -167,9 +189,9 @@ class Trainer:
         self.export()
 
     def export(self):
-        return export_policy(self.run_dir.export_path, self.agent, self.env.observation_space,
-                             self.env.action_space, extra={"env_id": self.env_cfg["id"],
-                                                           "frames": self.counters.frames})
+        return self._export(self.run_dir.export_path, self.agent, self.env.observation_space,
+                            self.env.action_space, extra={"env_id": self.env_cfg["id"],
+                                                          "frames": self.counters.frames})
 
     def _restore(self, state: Mapping[str, Any], where: str) -> None:
         check_spaces(state["spaces"], self.env.observation_space, self.env.action_space, where)
@@ -238,7 +260,8 @@ class Trainer:
 
     def _video(self) -> None:
         b = self.dc.batch
-        if self.layout.image_key is None or b.length <= VIDEO_CONTEXT or not self.replay.can_sample(b.length):
+        if (self.layout.image_key is None or self.agent.wm.decoder is None or b.length <= VIDEO_CONTEXT
+                or not self.replay.can_sample(b.length)):
             return
         arrays = self.replay.sample(VIDEO_SAMPLES, b.length)
         batch = Batch.from_numpy(arrays, self.layout.keys, self.device)
@@ -264,8 +287,8 @@ class Trainer:
                   ("video", r.video_every))}
         self._t_start = t_last = time.perf_counter()
         frames_last, update_time, updates_last = c.frames, 0.0, c.updates
-        bar = tqdm(total=total, initial=min(c.frames, total), unit="step", desc="dreamer", disable=not self.progress,
-                   dynamic_ncols=True, leave=False)
+        bar = tqdm(total=total, initial=min(c.frames, total), unit="step", desc=self.agent_name,
+                   disable=not self.progress, dynamic_ncols=True, leave=False)
         try:
             while c.frames < total:
                 if c.frames < r.prefill:
@@ -351,6 +374,7 @@ class Trainer:
         last = [r for _, r, _ in self.episode_log[-10:]]
         return {"env": self.env_cfg["id"], "frames": c.frames, "policy_steps": c.policy_steps,
                 "updates": c.updates, "episodes": c.episodes, "seconds": round(c.seconds, 1),
+                "params": trainable_parameters(self.agent),
                 "train_return_last10": float(np.mean(last)) if last else None,
                 "eval": [{"frames": f, "return": r} for f, r in self.eval_log],
                 "episode_returns": [{"frames": f, "return": r, "length": n} for f, r, n in self.episode_log]}
@@ -374,7 +398,7 @@ def video_grid(truth: torch.Tensor, pred: torch.Tensor, max_frames: int = 16) ->
     return (grid.clamp(0, 1) * 255).to(torch.uint8).numpy()
 
 
-def compile_agent(agent: Dreamer) -> None:
+def compile_agent(agent: torch.nn.Module) -> None:
     """torch.compile the RSSM steps and the MLP heads (the hot, fixed-shape pieces)."""
     rssm = agent.wm.rssm
     rssm.img_step = torch.compile(rssm.img_step, dynamic=False)
@@ -382,7 +406,7 @@ def compile_agent(agent: Dreamer) -> None:
 
 
 def train(cfg: Mapping[str, Any], run_dir: RunDir, progress: bool = True) -> dict:
-    """Run (or resume) a Dreamer training run; returns the summary also written to summary.json."""
+    """Run (or resume) a training run of the config's agent; returns the summary also written to summary.json."""
     trainer = Trainer(cfg, run_dir, progress=progress)
     try:
         return trainer.run()

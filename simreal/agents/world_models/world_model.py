@@ -81,27 +81,34 @@ class WorldModel(nn.Module):
         post, prior = self.rssm.observe(embed, batch.action, batch.is_first)
         feat = self.rssm.feat(post)
         recon = self.decoder.loss(feat, inputs)
+        decoder_loss = sum(v.mean() for v in recon.values())
+        total, metrics = self.latent_loss(batch, post, prior, feat, self.cfg.loss_scales.decoder * decoder_loss)
+        for key, value in recon.items():
+            metrics[f"train/recon_{key}"] = value.mean()
+        return total, post, metrics
+
+    def latent_loss(self, batch: Batch, post: State, prior: State, feat: Tensor,
+                    representation: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """``representation`` (the observation term: reconstruction, or Dreaming's contrastive one)
+        plus the reward, KL and continue terms every RSSM world model shares; (total, metrics)."""
         reward_loss = -self.reward(feat).log_prob(batch.reward)
         kl_dyn = self.rssm.kl(self.rssm.detach(post), prior)
         kl_rep = self.rssm.kl(post, self.rssm.detach(prior))
         kl_cfg = self.cfg.kl
         kl_total, dyn, rep = kl_loss(kl_dyn, kl_rep, kl_cfg.free, kl_cfg.dyn, kl_cfg.rep, kl_cfg.free_avg)
         scales = self.cfg.loss_scales
-        decoder_loss = sum(v.mean() for v in recon.values())
-        total = scales.decoder * decoder_loss + scales.reward * reward_loss.mean() + kl_total
+        total = representation + scales.reward * reward_loss.mean() + kl_total
         metrics = {"train/wm_loss": total, "train/kl_dyn": dyn, "train/kl_rep": rep, "train/kl_loss": kl_total,
                    "train/reward_loss": reward_loss.mean(),
                    "train/prior_entropy": self.rssm.entropy(prior).mean(),
                    "train/post_entropy": self.rssm.entropy(post).mean()}
-        for key, value in recon.items():
-            metrics[f"train/recon_{key}"] = value.mean()
         if self.cont is not None:
             target = (~batch.is_terminal).float()
             cont_loss = nn.functional.binary_cross_entropy_with_logits(self.cont(feat).squeeze(-1), target)
             total = total + scales.cont * cont_loss
             metrics["train/cont_loss"] = cont_loss
             metrics["train/wm_loss"] = total
-        return total, post, metrics
+        return total, metrics
 
     # ------------------------------------------------------------ imagination
     def imagine(self, policy: Callable[[Tensor], tuple[Tensor, Tensor]], start: State,

@@ -20,15 +20,6 @@ VECTOR_SPACE = gym.spaces.Dict({"position": gym.spaces.Box(-np.inf, np.inf, (3,)
 BOX = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks: one thread is fastest, and the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_agent(version="dreamer_v3", space=VECTOR_SPACE, action_space=BOX, overrides=()):
     cfg = DreamerConfig.from_resolved(resolve_config(CONFIG_PATH, [version, "tiny"], overrides))
     torch.manual_seed(0)

@@ -14,15 +14,6 @@ from simreal.agents.world_models.distributions import (BoundedNormal, OneHotCate
 from simreal.agents.world_models.rssm import RSSM
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks: one thread is fastest, and the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_symlog_symexp_round_trip_on_minus_1000_to_1000():
     x = torch.linspace(-1000, 1000, 20001, dtype=torch.float64)
     assert torch.allclose(symexp(symlog(x)), x, rtol=1e-12, atol=1e-12)

@@ -6,19 +6,11 @@ from types import SimpleNamespace
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 from simreal.agents import load_policy
 from simreal.agents.world_models.nets import ActionSpec
 from simreal.agents.world_models.prediction import model_actions, open_loop_error
 from simreal.cli import main
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_model_actions_invert_to_env():
@@ -83,3 +75,13 @@ def test_evaluate_report_shows_the_prediction_error_of_a_world_model(dreamer_run
     error = report["agents"][0]["prediction_error"]
     assert np.isfinite(error) and error > 0
     assert "prediction error" in (out / "report.md").read_text()
+
+
+def test_planet_export_measures_prediction_error_too(tmp_path):
+    run = tmp_path / "planet"
+    assert main(["train", "planet", "--preset", "tiny", "--quiet", "--steps", "160",
+                 "--env", "dm_control/cartpole-balance-v0", "--run-dir", str(run)]) == 0
+    policy = load_policy(run / "policy.pt")
+    episode = episodes_from_env(60, 2, lambda t: np.array([0.5], np.float32))
+    error = policy.prediction_error([episode])
+    assert error is not None and np.isfinite(error) and error > 0

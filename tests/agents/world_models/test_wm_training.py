@@ -16,13 +16,6 @@ LOSS_KEYS = ("train/wm_loss", "train/kl_dyn", "train/kl_rep", "train/reward_loss
              "train/critic_loss", "train/imag_return")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)   # the tiny preset sets one thread for the run
-
-
 def train(run_dir, *extra, steps=200, preset="dreamer_v3"):
     return main(["train", "dreamer", "--preset", preset, *SMOKE, "--steps", str(steps), "--run-dir", str(run_dir),
                  *extra])
