@@ -221,24 +221,34 @@ class ExportedPolicy:
         return self.policy.reset_state(state, torch.as_tensor(np.asarray(done, bool), device=self.device))
 
 
-def policy_from_export(data: Mapping[str, Any], device: str = "cpu") -> ExportedPolicy:
-    """Rebuild the exported Dreamer policy (network code only: no trainer, no env)."""
-    from simreal.agents.world_models.behavior import Actor
-
+def export_parts(data: Mapping[str, Any]) -> tuple[ModelConfig, ObsLayout, ActionSpec, MultiEncoder, RSSM]:
+    """What every RSSM agent's export rebuilds first: its model config, layout, action spec, encoder and RSSM."""
     cfg = data["config"]
     model = build(ModelConfig, cfg["model"], "export config model")
-    behavior = build(BehaviorConfig, cfg["behavior"], "export config behavior")
     layout = ObsLayout.from_space(data["observation_space"], cfg["keys"])
     spec = ActionSpec.from_space(data["action_space"])
     encoder = MultiEncoder(layout, model.units, model.layers, model.cnn_depth, model.act, model.norm,
                            model.symlog_inputs)
-    rssm = RSSM(spec.dim, encoder.out_dim, model.rssm, model.act, model.norm)
-    actor = Actor(rssm.feat_dim, spec, behavior.actor, behavior.units, behavior.layers, model.act, model.norm)
-    policy = LatentPolicy(encoder, rssm, actor, layout, spec)
+    return model, layout, spec, encoder, RSSM(spec.dim, encoder.out_dim, model.rssm, model.act, model.norm)
+
+
+def exported_policy(policy: LatentPolicy, data: Mapping[str, Any], model: ModelConfig,
+                    device: str) -> ExportedPolicy:
+    """``policy`` loaded with the export's weights, on ``device``, with the decoder when the export has one
+    (exports from before the decoder rode along act the same, without prediction error)."""
     weights, decoder_state = split_decoder(data["weights"])
     policy.load_state_dict(weights)
     device = torch.device(device)
     policy.to(device).eval()
-    # exports from before the decoder rode along act the same, without prediction error
-    decoder = load_decoder(decoder_state, rssm.feat_dim, layout, model, device)
+    decoder = load_decoder(decoder_state, policy.rssm.feat_dim, policy.layout, model, device)
     return ExportedPolicy(policy, data["observation_space"], data["action_space"], device, decoder)
+
+
+def policy_from_export(data: Mapping[str, Any], device: str = "cpu") -> ExportedPolicy:
+    """Rebuild the exported Dreamer policy (network code only: no trainer, no env)."""
+    from simreal.agents.world_models.behavior import Actor
+
+    model, layout, spec, encoder, rssm = export_parts(data)
+    behavior = build(BehaviorConfig, data["config"]["behavior"], "export config behavior")
+    actor = Actor(rssm.feat_dim, spec, behavior.actor, behavior.units, behavior.layers, model.act, model.norm)
+    return exported_policy(LatentPolicy(encoder, rssm, actor, layout, spec), data, model, device)

@@ -22,9 +22,10 @@ import torch
 from torch import nn
 
 from simreal.agents.world_models.config import DreamerConfig, ModelConfig, PlannerConfig, as_dict, build, section
-from simreal.agents.world_models.dreamer import ExportedPolicy, LatentPolicy, Optimizer
+from simreal.agents.world_models.dreamer import (ExportedPolicy, LatentPolicy, Optimizer, export_parts,
+                                                exported_policy)
 from simreal.agents.world_models.nets import ActionSpec, Head, MultiEncoder, ObsLayout, ScalarHead, preprocess
-from simreal.agents.world_models.prediction import decoder_weights, load_decoder, split_decoder
+from simreal.agents.world_models.prediction import decoder_weights
 from simreal.agents.world_models.rssm import RSSM, State
 from simreal.agents.world_models.world_model import Batch, WorldModel
 
@@ -178,22 +179,10 @@ def export_policy(path, agent: PlaNet, observation_space, action_space, extra: M
 
 def policy_from_export(data: Mapping[str, Any], device: str = "cpu") -> ExportedPolicy:
     """Rebuild the exported planner (network code only: no trainer, no env)."""
-    cfg = data["config"]
-    model = build(ModelConfig, cfg["model"], "export config model")
-    planner = build(PlannerConfig, cfg["planner"], "export config planner")
-    layout = ObsLayout.from_space(data["observation_space"], cfg["keys"])
-    spec = ActionSpec.from_space(data["action_space"])
-    encoder = MultiEncoder(layout, model.units, model.layers, model.cnn_depth, model.act, model.norm,
-                           model.symlog_inputs)
-    rssm = RSSM(spec.dim, encoder.out_dim, model.rssm, model.act, model.norm)
+    model, layout, spec, encoder, rssm = export_parts(data)
+    planner = build(PlannerConfig, data["config"]["planner"], "export config planner")
     feat = rssm.feat_dim
     reward = ScalarHead(feat, model.reward.head, model.reward.bins, model.units, model.layers, model.act, model.norm,
                         model.reward.zero_init)
     cont = Head(feat, 1, model.units, model.layers, model.act, model.norm) if model.cont else None
-    policy = MPCPolicy(encoder, rssm, reward, cont, layout, spec, planner)
-    weights, decoder_state = split_decoder(data["weights"])
-    policy.load_state_dict(weights)
-    device = torch.device(device)
-    policy.to(device).eval()
-    decoder = load_decoder(decoder_state, feat, layout, model, device)
-    return ExportedPolicy(policy, data["observation_space"], data["action_space"], device, decoder)
+    return exported_policy(MPCPolicy(encoder, rssm, reward, cont, layout, spec, planner), data, model, device)
