@@ -211,8 +211,11 @@ class Trainer:
                     is_first=np.ones(n, bool), is_terminal=np.zeros(n, bool))
         return step
 
-    def evaluate(self, episodes: int) -> float:
-        """Mean return of ``episodes`` episodes (one per eval env copy) with the deterministic policy."""
+    def evaluate(self, episodes: int) -> dict[str, float]:
+        """``episodes`` episodes (one per eval env copy) with the deterministic policy: mean
+        ``return`` and, for continuous actions, ``action_saturation``: the fraction of action
+        components at the bounds (|a| > 0.99). Near 1 the policy has collapsed to bang-bang or
+        constant pushes (a local optimum on cartpole swing-up) rather than learned control."""
         if self._eval_env is None:
             self._eval_env = make_env(self.env_cfg, episodes, self.dc.run.seed + 10_000)
         env = self._eval_env
@@ -220,15 +223,24 @@ class Trainer:
         state = self.agent.policy.initial_state(episodes)
         returns = np.zeros(episodes)
         finished = np.zeros(episodes, bool)
+        saturated = counted = 0
         for _ in range(100_000):
             action, state = self.agent.policy.act(self.agent.obs_to_tensors(obs), state, explore=False)
-            obs, reward, done, _ = env.step(self.spec.to_env(action.cpu().numpy()))
+            action = action.cpu().numpy()
+            if not self.spec.discrete:
+                live = action[~finished]
+                saturated += int((np.abs(live) > 0.99).sum())
+                counted += live.size
+            obs, reward, done, _ = env.step(self.spec.to_env(action))
             returns += np.where(finished, 0.0, reward)
             finished |= done
             state = self.agent.policy.reset_state(state, torch.as_tensor(done, device=self.device))
             if finished.all():
                 break
-        return float(returns.mean())
+        out = {"return": float(returns.mean())}
+        if counted:
+            out["action_saturation"] = saturated / counted
+        return out
 
     # ------------------------------------------------------------ learning
     def _update(self) -> dict[str, float]:
@@ -365,9 +377,9 @@ class Trainer:
         return summary
 
     def _record_eval(self) -> None:
-        value = self.evaluate(self.dc.run.eval_episodes)
-        self.eval_log.append((self.counters.frames, value))
-        self.logger.scalars(self.counters.frames, {"eval/return": value})
+        result = self.evaluate(self.dc.run.eval_episodes)
+        self.eval_log.append((self.counters.frames, result["return"]))
+        self.logger.scalars(self.counters.frames, {f"eval/{k}": v for k, v in result.items()})
 
     def summary(self) -> dict:
         c = self.counters

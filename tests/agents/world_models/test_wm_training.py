@@ -144,3 +144,19 @@ def test_hand_cube_with_dactyl_randomization_trains(tmp_path):
     assert summary["updates"] > 0 and summary["policy_steps"] == 120
     policy = load_policy(run / "policy.pt")
     assert "state" not in policy.observation_space.spaces   # the privileged state is not encoded by default
+
+
+@pytest.mark.parametrize("push, expected", [(1.0, 1.0), (0.3, 0.0)])
+def test_evaluation_reports_how_often_the_policy_sits_at_the_action_bounds(tmp_path, monkeypatch, push, expected):
+    # A policy pinned to a bound (the constant push cartpole swing-up collapses to) reads 1, one inside reads 0.
+    from simreal.agents.world_models.dreamer import LatentPolicy
+
+    def constant(self, obs, state, explore):
+        n = next(iter(obs.values())).shape[0]
+        return torch.full((n, 1), push), state
+
+    monkeypatch.setattr(LatentPolicy, "act", constant)
+    assert train(tmp_path / "run", "--set", "run.eval_episodes=2", steps=80) == 0
+    metrics = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert metrics["eval/action_saturation"][1][-1] == expected
+    assert len(metrics["eval/return"][1]) == 1
