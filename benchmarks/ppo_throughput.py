@@ -120,6 +120,7 @@ def run_ours(args, seed: int) -> dict:
 def run_sb3(args, seed: int) -> dict:
     import torch
     from sb3_contrib import RecurrentPPO
+    from stable_baselines3.common.logger import Logger
 
     steps_per_update = args.n_envs * args.n_steps
     venv = _venv(args, seed)
@@ -128,6 +129,8 @@ def run_sb3(args, seed: int) -> dict:
         n_epochs=args.epochs, learning_rate=3e-4, seed=seed, device="cpu", verbose=0,
         policy_kwargs=dict(lstm_hidden_size=args.lstm, enable_critic_lstm=args.critic == "lstm",
                            net_arch=dict(pi=[args.dense], vf=[args.dense])))
+    # a logger with no outputs: SB3's default makes a /tmp/SB3-<date> folder on every learn()
+    model.set_logger(Logger(folder=None, output_formats=[]))
     torch.set_num_threads(1)
     phases = {"collect": 0.0, "train": 0.0}
     collect, train = model.collect_rollouts, model.train
