@@ -71,6 +71,24 @@ class Logger:
         self.close()
 
 
+class MetricAverager:
+    """Means of metrics between two log records (each key over the adds that carried it)."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, metrics: Mapping[str, Any]) -> None:
+        for k, v in metrics.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def pop(self, prefix: str = "") -> dict[str, float]:
+        out = {prefix + k: self.sums[k] / self.counts[k] for k in self.sums}
+        self.sums, self.counts = {}, {}
+        return out
+
+
 def _step_of(line: str) -> int:
     try:
         return int(json.loads(line)["step"])

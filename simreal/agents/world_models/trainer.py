@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -34,7 +34,7 @@ from simreal.agents.world_models.replay import SequenceReplay
 from simreal.agents.world_models.world_model import Batch
 from simreal.training.config import ConfigError
 from simreal.training.export import space_to_dict
-from simreal.training.logger import Logger
+from simreal.training.logger import Logger, MetricAverager
 from simreal.training.run import (RunDir, RunDirError, capture_global_rng, generator_state, pick_device,
                                   restore_generator, restore_global_rng)
 
@@ -111,22 +111,6 @@ class Counters:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-@dataclass
-class MetricAverager:
-    sums: dict = field(default_factory=dict)
-    counts: dict = field(default_factory=dict)
-
-    def add(self, metrics: Mapping[str, float]) -> None:
-        for k, v in metrics.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(v)
-            self.counts[k] = self.counts.get(k, 0) + 1
-
-    def pop(self) -> dict:
-        out = {k: self.sums[k] / self.counts[k] for k in self.sums}
-        self.sums, self.counts = {}, {}
-        return out
 
 
 class Trainer:

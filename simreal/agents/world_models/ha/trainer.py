@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from simreal.agents.world_models.dreamer import TrainingDiverged
 from simreal.agents.world_models.ha.config import STAGES, WorldModelsConfig
 from simreal.agents.world_models.ha.controller import CMAES
 from simreal.agents.world_models.ha.mdn_rnn import MDNRNN, mdn_rnn_loss
@@ -59,15 +60,11 @@ from simreal.agents.world_models.ha.workers import WorkerPool, WorkerSpec, make_
 from simreal.agents.world_models.nets import ActionSpec
 from simreal.training.config import ConfigError
 from simreal.training.export import space_to_dict
-from simreal.training.logger import Logger
+from simreal.training.logger import Logger, MetricAverager
 from simreal.training.run import RunDir, RunDirError, pick_device
 
 ENCODE_BATCH = 256
 INIT = 100          # seed stream of the network initialization (apart from the rollouts' streams)
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss became NaN or inf (one line naming the stage, the update and the last good checkpoint)."""
 
 
 @dataclass
@@ -80,24 +77,6 @@ class Counters:
     generations: int = 0
     saves: int = 0           # checkpoints written (the N of step_N.pt)
     seconds: float = 0.0     # wall time over all sessions, up to the last checkpoint
-
-
-class Averager:
-    """Means of metrics between two log records."""
-
-    def __init__(self):
-        self.sums: dict[str, float] = {}
-        self.count = 0
-
-    def add(self, metrics: Mapping[str, Any]) -> None:
-        for k, value in metrics.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(value)
-        self.count += 1
-
-    def pop(self, prefix: str) -> dict[str, float]:
-        out = {prefix + k: s / max(self.count, 1) for k, s in self.sums.items()}
-        self.sums, self.count = {}, 0
-        return out
 
 
 class Trainer:
@@ -273,7 +252,7 @@ class Trainer:
         opt = self._optimizer_for("vae", self.vae.parameters(), v.lr)
         logger = self._logger("vae", c.vae_updates)
         bar = tqdm(total=total, initial=c.vae_updates, desc="vae", unit="upd", disable=not self.progress)
-        averager = Averager()
+        averager = MetricAverager()
         order_epoch, order = -1, np.arange(0)
         self.vae.train()
         try:
@@ -347,7 +326,7 @@ class Trainer:
         opt = self._optimizer_for("mdn_rnn", self.mdn.parameters(), m.lr)
         logger = self._logger("mdn_rnn", c.mdn_updates)
         bar = tqdm(total=m.updates, initial=c.mdn_updates, desc="mdn_rnn", unit="upd", disable=not self.progress)
-        averager = Averager()
+        averager = MetricAverager()
         self.mdn.train()
         try:
             for update in range(c.mdn_updates, m.updates):
