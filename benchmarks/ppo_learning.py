@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import json
 import multiprocessing
 import os
 import pathlib
@@ -163,35 +164,46 @@ def summarize_hand(run: dict) -> dict:
 
 
 def plot(runs: list[dict], path: pathlib.Path) -> pathlib.Path:
+    """One panel per task present: evaluation return per cartpole seed, consecutive successes of the hand."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    ax = axes[0]
-    for r in (r for r in runs if r["task"] == "cartpole"):
-        steps, values = r["curves"].get("eval/return", [[], []])
-        ax.plot(steps, values, marker=".", label=f"seed {r['seed']} (eval)")
-        steps, values = r["curves"].get("train/episode_return", [[], []])
-        ax.plot(steps, values, alpha=0.25, color=ax.lines[-1].get_color())
-    ax.axhline(CARTPOLE_TARGET, color="k", ls="--", lw=1, label="target 700")
-    ax.set(title="cartpole swing-up, randomized (dmc_cartpole.yaml)", xlabel="env steps (action repeat 2)",
-           ylabel="episode return")
-    ax.legend(fontsize=8)
-    ax = axes[1]
-    for r in (r for r in runs if r["task"] == "hand_cube"):
-        for name, style in (("train/consecutive_successes", "-"), ("eval/consecutive_successes", ".-")):
-            steps, values = r["curves"].get(name, [[], []])
-            ax.plot(steps, values, style, label=name.replace("/consecutive_successes", ""))
-    ax.set(title="hand cube, vertical-axis goals", xlabel="env steps", ylabel="consecutive successes")
-    if ax.lines:
-        ax.legend(fontsize=8)
+    tasks = [t for t in ("cartpole", "hand_cube") if any(r["task"] == t for r in runs)]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        if task == "cartpole":
+            for r in (r for r in runs if r["task"] == "cartpole"):
+                steps, values = r["curves"].get("eval/return", [[], []])
+                ax.plot(steps, values, marker=".", label=f"seed {r['seed']} (eval)")
+                steps, values = r["curves"].get("train/episode_return", [[], []])
+                ax.plot(steps, values, alpha=0.25, color=ax.lines[-1].get_color())
+            ax.axhline(CARTPOLE_TARGET, color="k", ls="--", lw=1, label="target 700")
+            ax.set(title="cartpole swing-up, randomized (dmc_cartpole.yaml)", xlabel="env steps (action repeat 2)",
+                   ylabel="episode return")
+        else:
+            for r in (r for r in runs if r["task"] == "hand_cube"):
+                for name, style in (("train/consecutive_successes", "-"), ("eval/consecutive_successes", ".-")):
+                    steps, values = r["curves"].get(name, [[], []])
+                    ax.plot(steps, values, style, label=name.replace("/consecutive_successes", ""))
+            ax.set(title="hand cube, vertical-axis goals", xlabel="env steps", ylabel="consecutive successes")
+        if ax.lines:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def runs_from_result(result: dict) -> list[dict]:
+    """The per-run curves of a saved result JSON, in the shape `plot` takes (to redraw a committed run)."""
+    runs = []
+    for name, curves in result.get("curves", {}).items():
+        task, _, seed = name.rpartition("-seed")
+        runs.append({"task": task, "seed": int(seed), "curves": curves})
+    return runs
 
 
 def main(argv=None) -> dict:
@@ -204,13 +216,25 @@ def main(argv=None) -> dict:
     parser.add_argument("--final-episodes", type=int, default=64,
                         help="fresh randomized episodes for each run's final evaluation (default 64)")
     parser.add_argument("--jobs", type=int, default=1, help="runs side by side (processes)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every run (repeatable), e.g. env.nthread=1 to keep a hand run "
+                             "on one core while a cartpole seed uses the other")
     parser.add_argument("--out", default="outputs/ppo_learning", help="folder for the run directories")
     parser.add_argument("--resume", action="store_true", help="continue the runs found in --out")
     parser.add_argument("--quick", action="store_true", help="tiny budgets: checks the script, not the claim")
+    parser.add_argument("--replot", metavar="JSON", help="redraw the PNG of a saved result (next to it) and exit")
     parser.add_argument("--save", action="store_true",
                         help="also write benchmarks/results/ppo_learning[_TASK]_<date>.json and .png "
                              "(_TASK when --tasks names one task)")
     args = parser.parse_args(argv)
+    if args.replot:
+        source = pathlib.Path(args.replot)
+        try:
+            result = json.loads(source.read_text())
+        except (OSError, ValueError) as exc:
+            parser.error(f"--replot {source}: cannot read a result JSON ({exc})")
+        print(plot(runs_from_result(result), source.with_suffix(".png")))
+        return result
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = set(tasks) - {"cartpole", "hand_cube"}
     if unknown:
@@ -218,10 +242,10 @@ def main(argv=None) -> dict:
 
     jobs = []
     if "hand_cube" in tasks:  # the longest run first, so side-by-side runs finish together
-        extra = (QUICK["hand_cube"] if args.quick else []) + [f"env.randomization={args.hand_randomization}"]
+        extra = (QUICK["hand_cube"] if args.quick else []) + [f"env.randomization={args.hand_randomization}", *args.set]
         jobs.append(("hand_cube", 0, extra, None if args.quick else args.hand_minutes * 60))
     if "cartpole" in tasks:
-        extra = QUICK["cartpole"] if args.quick else []
+        extra = (QUICK["cartpole"] if args.quick else []) + list(args.set)
         if args.cartpole_steps:
             extra = extra + [f"run.steps={args.cartpole_steps}"]
         jobs += [("cartpole", seed, extra, None) for seed in range(args.seeds)]

@@ -33,3 +33,16 @@ def test_learning_writes_curves_json_and_png(tmp_path, capsys):
     again = load("ppo_learning").main(["--quick", "--seeds", "1", "--out", str(tmp_path), "--resume",
                                        "--tasks", "cartpole"])
     assert again["cartpole"]["runs"][0]["final_return"] == cartpole["runs"][0]["final_return"]  # not redone
+    # a saved result redraws from its JSON alone, one panel per task it holds
+    import json
+
+    saved = tmp_path / "only_cartpole.json"
+    saved.write_text(json.dumps(again))
+    load("ppo_learning").main(["--replot", str(saved)])
+    assert saved.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_learning_passes_overrides_to_every_run(tmp_path, capsys):
+    result = load("ppo_learning").main(["--quick", "--seeds", "1", "--tasks", "cartpole", "--out", str(tmp_path),
+                                        "--set", "run.steps=256"])
+    assert result["cartpole"]["runs"][0]["steps"] == 256
