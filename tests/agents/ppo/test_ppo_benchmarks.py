@@ -1,6 +1,7 @@
 """The PPO benchmark scripts run end to end on their --quick settings and report their claims' keys."""
 
 import importlib.util
+import json
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -34,8 +35,6 @@ def test_learning_writes_curves_json_and_png(tmp_path, capsys):
                                        "--tasks", "cartpole"])
     assert again["cartpole"]["runs"][0]["final_return"] == cartpole["runs"][0]["final_return"]  # not redone
     # a saved result redraws from its JSON alone, one panel per task it holds
-    import json
-
     saved = tmp_path / "only_cartpole.json"
     saved.write_text(json.dumps(again))
     load("ppo_learning").main(["--replot", str(saved)])
