@@ -170,7 +170,7 @@ class PlannerConfig:
                   (self.iterations >= 1, "iterations", ">= 1", self.iterations),
                   (self.init_std > 0, "init_std", "> 0", self.init_std),
                   (self.expl_noise >= 0, "expl_noise", ">= 0", self.expl_noise)]
-        _raise_first("planner", checks)
+        raise_first(checks, "planner")
 
 
 @dataclass
@@ -189,7 +189,7 @@ class ContrastiveConfig:
                   (self.proj >= 1, "proj", ">= 1", self.proj),
                   (self.overshoot >= 0, "overshoot", ">= 0", self.overshoot),
                   (self.crop_pad >= 0, "crop_pad", ">= 0", self.crop_pad)]
-        _raise_first("contrastive", checks)
+        raise_first(checks, "contrastive")
 
 
 AGENTS = ("dreamer", "planet", "dreaming")
@@ -210,10 +210,12 @@ def section(cls, cfg: Mapping[str, Any], name: str):
     return out
 
 
-def _raise_first(where: str, checks) -> None:
+def raise_first(checks, where: str = "") -> None:
+    """Raise a `ConfigError` for the first failed ``(ok, key, expected, got)`` check; ``where`` prefixes the key."""
+    prefix = f"{where}." if where else ""
     for ok, key, expected, got in checks:
         if not ok:
-            raise ConfigError(f"{where}.{key}: expected {expected}, got {got!r}")
+            raise ConfigError(f"{prefix}{key}: expected {expected}, got {got!r}")
 
 
 def build(cls, values: Mapping[str, Any] | None, where: str):
@@ -279,9 +281,7 @@ class DreamerConfig:
             (self.behavior.actor.reinforce_mix is None or 0.0 <= self.behavior.actor.reinforce_mix <= 1.0,
              "behavior.actor.reinforce_mix", "null or in [0, 1]", self.behavior.actor.reinforce_mix),
         ]
-        for ok, key, expected, got in checks:
-            if not ok:
-                raise ConfigError(f"{key}: expected {expected}, got {got!r}")
+        raise_first(checks)
         for key in ("log_every", "eval_every", "checkpoint_every", "video_every"):
             if getattr(self.run, key) < 1:
                 raise ConfigError(f"run.{key}: expected >= 1 env steps, got {getattr(self.run, key)}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from simreal.agents.world_models.config import build
+from simreal.agents.world_models.config import build, raise_first
 from simreal.training.config import ConfigError
 
 STAGES = ("collect", "vae", "mdn_rnn", "controller")
@@ -121,6 +121,4 @@ class WorldModelsConfig:
             (r.workers >= 0, "run.workers", ">= 0", r.workers),
             (self.vae.kl_tolerance >= 0, "vae.kl_tolerance", ">= 0", self.vae.kl_tolerance),
         ]
-        for ok, key, expected, got in checks:
-            if not ok:
-                raise ConfigError(f"{key}: expected {expected}, got {got!r}")
+        raise_first(checks)
