@@ -13,7 +13,7 @@ One update, top to bottom (as CleanRL's ``ppo_atari_lstm.py``, made fast):
    advantages normalized over the rollout.
 3. **Update** ``epochs`` times over ``minibatches`` minibatches cut by env, so
    sequences stay whole; each minibatch replays the LSTM over its envs'
-   segments in one call (`buffer.SegmentLayout`): clipped surrogate, value
+   segments in a few calls (`buffer.SegmentLayout`): clipped surrogate, value
    loss, entropy bonus, gradient-norm clipping, a linear learning-rate schedule.
 4. **Log** ``train/``, ``rand/`` (sampled randomization values, ADR ranges),
    ``time/``; every ``eval.every`` updates ``eval/`` from deterministic
@@ -399,26 +399,25 @@ class PPOTrainer:
             epoch_kl = []
             for envs in np.array_split(order, p.minibatches):
                 mb = layout.minibatch(envs, dev)
-                idx, mask = mb.index, mb.mask
-                denom = mask.sum()
-                params, _ = model.actor(actor_obs[idx], select_state(actor_state0, mb.env, mb.keep))
+                idx = mb.index
+                params = mb.gather(model.actor, actor_obs, actor_state0)
                 new_log_prob = head.log_prob(params, actions[idx])
-                entropy = (head.entropy(params) * mask).sum() / denom
-                values, _ = model.critic(critic_obs[idx], select_state(critic_state0, mb.env, mb.keep))
+                entropy = head.entropy(params).mean()
+                values = mb.gather(model.critic, critic_obs, critic_state0)
                 log_ratio = new_log_prob - old_log_probs[idx]
                 ratio = log_ratio.exp()
                 adv = flat_adv[idx]
                 surrogate = torch.max(-adv * ratio, -adv * ratio.clamp(1.0 - p.clip, 1.0 + p.clip))
-                policy_loss = (surrogate * mask).sum() / denom
-                value_loss = 0.5 * ((values - flat_targets[idx]).square() * mask).sum() / denom
+                policy_loss = surrogate.mean()
+                value_loss = 0.5 * (values - flat_targets[idx]).square().mean()
                 loss = policy_loss + p.vf_coef * value_loss - p.ent_coef * entropy
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm)
                 self.optimizer.step()
                 with torch.no_grad():
-                    kl = ((((ratio - 1.0) - log_ratio) * mask).sum() / denom).item()
-                    clipped = ((((ratio - 1.0).abs() > p.clip).float() * mask).sum() / denom).item()
+                    kl = ((ratio - 1.0) - log_ratio).mean().item()
+                    clipped = ((ratio - 1.0).abs() > p.clip).float().mean().item()
                 epoch_kl.append(kl)
                 for name, value in (("policy_loss", policy_loss.item()), ("value_loss", value_loss.item()),
                                     ("entropy", entropy.item()), ("approx_kl", kl), ("clip_fraction", clipped),

@@ -1,11 +1,13 @@
 """GAE and returns by hand, truncation bootstrapping, the segment layout, and exact LSTM resets."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 
 from simreal.agents.ppo import resolve_ppo_config
-from simreal.agents.ppo.buffer import SegmentLayout, compute_gae
+from simreal.agents.ppo.buffer import SegmentLayout, call_cost, compute_gae, group_sorted_lengths
 from simreal.agents.ppo.ppo import PPOTrainer
 from simreal.agents.ppo.policy import select_state
 
@@ -60,14 +62,50 @@ def test_segment_layout_cuts_columns_at_episode_starts():
     assert layout.seg_len.tolist() == [2, 3, 3, 2]
     assert layout.seg_fresh.tolist() == [False, True, True, True]
     mb = layout.minibatch(np.array([1, 0]))
-    assert mb.index.shape == (3, 4) and mb.steps == 10
-    t, n = np.divmod(mb.index.numpy(), 2)
-    assert (n == layout.seg_env[None]).all()
-    np.testing.assert_array_equal(mb.mask.numpy(), [[1, 1, 1, 1], [1, 1, 1, 1], [0, 1, 1, 0]])
+    assert len(mb.blocks) == 1 and mb.steps == 10  # four short segments: one call is cheapest
+    block = mb.blocks[0]
+    assert block.index.shape == (3, 4)
+    # longest first (stable): env 1's first segment, env 0's second, then env 1's second, env 0's first
+    assert block.env.tolist() == [1, 0, 1, 0]
+    t, n = np.divmod(block.index.numpy(), 2)
+    assert (n == block.env.numpy()[None]).all()
     np.testing.assert_array_equal(t[:, 1], [2, 3, 4])  # env 0's second segment
-    assert mb.keep.tolist() == [1.0, 0.0, 0.0, 0.0]  # only a segment that continues an episode keeps its state
+    np.testing.assert_array_equal(t[:, 3], [0, 1, 1])  # env 0's first: its padding repeats its last step
+    assert block.keep.tolist() == [0.0, 0.0, 0.0, 1.0]  # only a segment that continues an episode keeps its state
+    assert block.valid.tolist() == list(range(10))  # the last row's two padded steps (10, 11) are left out
+    np.testing.assert_array_equal(mb.index.numpy(), block.index.numpy().ravel()[block.valid.numpy()])
     only_env1 = layout.minibatch(np.array([1]))
-    assert only_env1.index.shape == (3, 2) and only_env1.steps == 5
+    assert only_env1.blocks[0].index.shape == (3, 2) and only_env1.steps == 5
+
+
+def test_short_segments_go_into_their_own_block():
+    # env 0 runs the whole rollout; envs 1-3 hold 12 episodes of 8 steps each
+    starts = np.zeros((96, 4), bool)
+    starts[::8, 1:] = True
+    layout = SegmentLayout(starts)
+    mb = layout.minibatch(np.arange(4))
+    assert [tuple(b.index.shape) for b in mb.blocks] == [(96, 1), (8, 36)]  # not one (96, 37) block
+    assert mb.steps == 4 * 96
+    assert sorted(mb.index.tolist()) == list(range(4 * 96))
+    costs = [call_cost(b.index.shape[1], b.index.shape[0]) for b in mb.blocks]
+    assert sum(costs) < call_cost(37, 96) / 4
+    # no episode start: one block of whole columns, no padding
+    whole = SegmentLayout(np.zeros((96, 4), bool)).minibatch(np.arange(4))
+    assert len(whole.blocks) == 1 and whole.blocks[0].valid.numel() == 4 * 96
+
+
+def test_grouping_is_optimal_on_small_cases():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        lengths = np.sort(rng.integers(1, 130, size=rng.integers(1, 7)))[::-1]
+        runs = group_sorted_lengths(lengths)
+        assert runs[0][0] == 0 and runs[-1][1] == len(lengths)
+        assert all(a[1] == b[0] for a, b in zip(runs, runs[1:]))
+        cost = sum(call_cost(e - b, lengths[b]) for b, e in runs)
+        brute = min(  # every way to cut the sorted list into runs
+            sum(call_cost(e - b, lengths[b]) for b, e in zip((0, *cuts), (*cuts, len(lengths))))
+            for k in range(len(lengths)) for cuts in itertools.combinations(range(1, len(lengths)), k))
+        assert cost == pytest.approx(brute)
 
 
 def _sharpen(actor):
@@ -89,10 +127,11 @@ def test_lstm_state_resets_exactly_at_episode_starts():
     with torch.no_grad():
         # 1) the update's segment replay gives the log-probabilities the rollout sampled with
         mb = layout.minibatch(np.arange(6))
-        params, _ = actor(buf.flat(buf.actor_obs)[mb.index], select_state(buf.initial_state[0], mb.env, mb.keep))
+        params = mb.gather(actor, buf.flat(buf.actor_obs), buf.initial_state[0])
         replay = actor.head.log_prob(params, buf.flat(buf.actions)[mb.index])
         old = buf.flat(buf.log_probs)[mb.index]
-        assert float(((replay - old).abs() * mb.mask).max()) < 1e-5
+        assert mb.steps == buf.n_steps * buf.n_envs
+        assert float((replay - old).abs().max()) < 1e-5
         # 2) each episode inside the rollout, run alone from a zero state, gives the same numbers
         zero = actor.initial_state(1)
         checked = 0
@@ -137,5 +176,5 @@ def test_every_step_is_trained_exactly_once_per_epoch(minibatches):
     seen = np.zeros(16 * 6)
     for envs in np.array_split(np.random.default_rng(1).permutation(6), minibatches):
         mb = layout.minibatch(envs)
-        np.add.at(seen, mb.index.numpy()[mb.mask.numpy() > 0], 1)
+        np.add.at(seen, mb.index.numpy(), 1)
     assert (seen == 1).all()
