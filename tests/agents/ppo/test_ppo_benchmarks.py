@@ -4,6 +4,8 @@ import importlib.util
 import json
 import pathlib
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 
@@ -14,8 +16,10 @@ def load(name):
     return module
 
 
-def test_throughput_reports_both_learners_and_the_ratio(capsys):
-    result = load("ppo_throughput").main(["--quick"])
+@pytest.mark.parametrize("env", ["cartpole", "hopper"])
+def test_throughput_reports_both_learners_and_the_ratio(env, capsys):
+    result = load("ppo_throughput").main(["--quick", "--env", env])
+    assert result["settings"]["env"] == env
     assert result["ours_steps_per_s"] > 0 and result["sb3_steps_per_s"] > 0
     assert result["ratio"] == round(result["ours_steps_per_s"] / result["sb3_steps_per_s"], 2)
     for side in ("ours", "sb3"):
