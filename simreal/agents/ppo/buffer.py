@@ -108,7 +108,10 @@ class Minibatch:
 
     blocks: list[Block]
     index: torch.Tensor   # (steps,) long: t * N + n of every real step, in the order `gather` returns
-    steps: int
+
+    @property
+    def steps(self) -> int:
+        return self.index.numel()
 
     def gather(self, run, inputs: torch.Tensor, state0: tuple) -> torch.Tensor:
         """``run(x, state)`` (a network over ``(L, S, ...)`` returning ``(output, state)``) over every block:
@@ -151,11 +154,10 @@ class SegmentLayout:
         lengths = self.seg_len[sel]
         blocks, index = [], []
         for begin, end in group_sorted_lengths(lengths):
-            seg = sel[begin:end]
-            L = int(lengths[begin])
-            offsets = np.arange(L)[:, None]
-            valid = (offsets < lengths[None, begin:end]).ravel()
-            t = self.seg_start[seg][None, :] + np.minimum(offsets, lengths[None, begin:end] - 1)
+            seg, seg_len = sel[begin:end], lengths[None, begin:end]
+            offsets = np.arange(int(seg_len[0, 0]))[:, None]
+            valid = (offsets < seg_len).ravel()
+            t = self.seg_start[seg][None, :] + np.minimum(offsets, seg_len - 1)
             block_index = t * self.N + self.seg_env[seg][None, :]
             index.append(block_index.ravel()[valid])
             blocks.append(Block(
@@ -164,9 +166,7 @@ class SegmentLayout:
                 keep=torch.as_tensor(~self.seg_fresh[seg], dtype=torch.float32, device=device),
                 valid=torch.as_tensor(np.flatnonzero(valid), dtype=torch.long, device=device),
             ))
-        flat = np.concatenate(index)
-        return Minibatch(blocks=blocks, index=torch.as_tensor(flat, dtype=torch.long, device=device),
-                         steps=len(flat))
+        return Minibatch(blocks=blocks, index=torch.as_tensor(np.concatenate(index), dtype=torch.long, device=device))
 
 
 class RolloutBuffer:
