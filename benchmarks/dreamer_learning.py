@@ -13,11 +13,17 @@ finished runs are read back, not retrained). The returns are evaluation
 returns: ``--eval-episodes`` episodes with the deterministic policy every
 ``--eval-every`` env steps, on the training task's distribution.
 
+Several seeds (``--seeds 0,1``) give one run each; the table and the target use
+the mean over seeds, as the published curve does, and keep every seed's
+numbers beside it.
+
 Prints (and with ``--save`` writes) JSON:
-  runs[preset]           final eval return, the curve (env steps, eval return),
-                         wall-clock seconds, updates, the last 10 training
-                         episode returns
-  target                 {"preset": "dreamer_v3", "return": 513, "env_steps": 100000, "met": bool}
+  runs[preset]           mean eval curve over seeds (env steps, eval return),
+                         final and 100k eval return (mean), and per seed: the
+                         curve, wall-clock seconds, updates, the last 10
+                         training episode returns
+  target                 {"preset": "dreamer_v3", "return": 513, "env_steps": 100000,
+                          "reached": mean over seeds, "per_seed": [...], "met": bool}
 and a curve PNG next to the JSON (benchmarks/results/dreamer_learning_<date>.png).
 
 Settings used (DEFAULT_OVERRIDES, PRESET_OVERRIDES): the `micro` size (128-unit
@@ -68,7 +74,7 @@ PRESET_OVERRIDES = {"dreamer_v3": ["model.opt.lr=3e-4", "behavior.actor.opt.lr=1
                                    "behavior.actor.reinforce_mix=1"]}
 
 
-def run_config(preset: str, args) -> dict:
+def run_config(preset: str, seed: int, args) -> dict:
     from simreal.agents.world_models import CONFIG_PATH
     from simreal.training.config import merge, resolve_config
 
@@ -77,19 +83,23 @@ def run_config(preset: str, args) -> dict:
         overrides = ["run.train_ratio=16", "run.prefill=500"] + list(args.set)
     cfg = resolve_config(CONFIG_PATH, [preset, args.size], overrides)
     return merge(cfg, {"env": {"id": ENV_ID, "randomization": args.randomization},
-                       "run": {"steps": args.steps, "seed": args.seed, "threads": args.threads,
+                       "run": {"steps": args.steps, "seed": seed, "threads": args.threads,
                                "eval_every": args.eval_every, "eval_episodes": args.eval_episodes,
                                "log_every": max(1, args.eval_every // 5),
                                "checkpoint_every": args.checkpoint_every, "device": args.device}},
                  "benchmark settings")
 
 
-def train_one(preset: str, args) -> dict:
-    """Train (or resume, or read back) one preset's run; returns its summary."""
+def run_dir_of(args, preset: str, seed: int) -> pathlib.Path:
+    return pathlib.Path(args.out) / f"{preset}_{args.size}_seed{seed}"
+
+
+def train_one(preset: str, seed: int, args) -> dict:
+    """Train (or resume, or read back) one preset's run for one seed; returns its summary."""
     from simreal.agents.world_models.trainer import train
     from simreal.training.run import RunDir
 
-    run_path = pathlib.Path(args.out) / f"{preset}_{args.size}_seed{args.seed}"
+    run_path = run_dir_of(args, preset, seed)
     summary_path = run_path / "summary.json"
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())
@@ -102,7 +112,7 @@ def train_one(preset: str, args) -> dict:
 
         cfg = merge(run.load_config(), {"run": {"steps": args.steps}}, "--steps")
     else:
-        cfg = run_config(preset, args)
+        cfg = run_config(preset, seed, args)
     run.save_config(cfg)
     return train(cfg, run, progress=not args.quiet)
 
@@ -111,6 +121,41 @@ def eval_at(curve: list[dict], steps: int) -> float | None:
     """The eval return at exactly ``steps`` env steps (None when the run did not evaluate there)."""
     found = [point["return"] for point in curve if point["frames"] == steps]
     return found[-1] if found else None
+
+
+def mean_curve(curves: list[list[dict]]) -> list[dict]:
+    """The mean eval curve over seeds, at the env steps every seed evaluated."""
+    by_seed = [{point["frames"]: point["return"] for point in curve} for curve in curves]
+    common = sorted(set.intersection(*(set(points) for points in by_seed))) if by_seed else []
+    return [{"frames": frames, "return": sum(points[frames] for points in by_seed) / len(by_seed)}
+            for frames in common]
+
+
+def summarize(seeds: dict[int, dict]) -> dict:
+    """One preset's entry: the mean over seeds, and each seed's numbers."""
+    per_seed = {}
+    for seed, s in sorted(seeds.items()):
+        per_seed[seed] = {
+            "final_eval_return": s["eval"][-1]["return"] if s["eval"] else None,
+            "eval_return_at_target_steps": eval_at(s["eval"], TARGET_STEPS),
+            "env_steps": s["frames"], "updates": s["updates"], "episodes": s["episodes"],
+            "wall_seconds": s.get("seconds"), "train_return_last10": s["train_return_last10"],
+            "curve": s["eval"], "train_episodes": s["episode_returns"],
+        }
+    curve = mean_curve([run["curve"] for run in per_seed.values()])
+    at_target = [run["eval_return_at_target_steps"] for run in per_seed.values()]
+    walls = [run["wall_seconds"] for run in per_seed.values() if run["wall_seconds"] is not None]
+    return {
+        "seeds": list(per_seed),
+        "curve": curve,
+        "final_eval_return": curve[-1]["return"] if curve else None,
+        "eval_return_at_target_steps": (sum(at_target) / len(at_target)
+                                        if at_target and None not in at_target else None),
+        "env_steps": min(run["env_steps"] for run in per_seed.values()),
+        "updates": min(run["updates"] for run in per_seed.values()),
+        "wall_seconds": max(walls) if walls else None,
+        "per_seed": per_seed,
+    }
 
 
 def plot(runs: dict, path: pathlib.Path, target: float | None) -> None:
@@ -122,18 +167,25 @@ def plot(runs: dict, path: pathlib.Path, target: float | None) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for preset, run in runs.items():
         curve = run["curve"]
+        seeds = run["per_seed"]
+        label = f"{preset} (eval{', mean of %d seeds' % len(seeds) if len(seeds) > 1 else ''})"
         line, = ax.plot([p["frames"] for p in curve], [p["return"] for p in curve], marker="o", ms=3,
-                        label=f"{preset} (eval)")
-        episodes = run["train_episodes"]
-        ax.plot([e["frames"] for e in episodes], [e["return"] for e in episodes], color=line.get_color(),
-                alpha=0.25, lw=0.8)
+                        label=label)
+        for one in seeds.values():
+            if len(seeds) > 1:
+                ax.plot([p["frames"] for p in one["curve"]], [p["return"] for p in one["curve"]],
+                        color=line.get_color(), ls="--", lw=0.8, alpha=0.6)
+            episodes = one["train_episodes"]
+            ax.plot([e["frames"] for e in episodes], [e["return"] for e in episodes], color=line.get_color(),
+                    alpha=0.2, lw=0.8)
     if target is not None:
         ax.axhline(target, color="k", ls="--", lw=1, label=f"DreamerV3 published at 100k ({target:.0f})")
         if any(run["env_steps"] >= TARGET_STEPS for run in runs.values()):
             ax.axvline(TARGET_STEPS, color="k", ls=":", lw=0.8)
     ax.set_xlabel("env steps (frames, action repeat 2)")
     ax.set_ylabel("episode return")
-    ax.set_title("cartpole swing-up from proprioception (faint: training episodes)")
+    ax.set_title("cartpole swing-up from proprioception\n(dashed: single seeds, faint: training episodes)",
+                 fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -142,12 +194,31 @@ def plot(runs: dict, path: pathlib.Path, target: float | None) -> None:
     plt.close(fig)
 
 
+def parse_seeds(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(f"dreamer_learning: --seeds: expected comma-separated integers, got {text!r}") from None
+
+
+def found_seeds(args, preset: str) -> list[int]:
+    """The seeds of ``preset`` with a finished summary under ``--out`` (for ``--report-only``)."""
+    seeds = []
+    for path in pathlib.Path(args.out).glob(f"{preset}_{args.size}_seed*/summary.json"):
+        suffix = path.parent.name.rsplit("_seed", 1)[1]
+        if suffix.isdigit():
+            seeds.append(int(suffix))
+    return sorted(seeds)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated version presets")
     parser.add_argument("--size", default="micro", help="size preset (default micro)")
     parser.add_argument("--steps", type=int, default=TARGET_STEPS, help="env steps per run (default 100000)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated seeds, one run each (default 0; with --report-only: "
+                             "every seed found in --out)")
     parser.add_argument("--eval-every", type=int, default=10_000, help="env steps between evaluations")
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--checkpoint-every", type=int, default=10_000)
@@ -171,46 +242,47 @@ def main(argv=None) -> dict:
             args.out = "outputs/dreamer_learning_quick"
 
     presets = [p for p in args.presets.split(",") if p]
-    summaries = {}
-    for preset in presets:
-        if args.report_only:
-            path = pathlib.Path(args.out) / f"{preset}_{args.size}_seed{args.seed}" / "summary.json"
-            if path.exists():
-                summaries[preset] = json.loads(path.read_text())
-            continue
-        print(f"dreamer_learning: {preset} ({args.size}) for {args.steps} env steps", file=sys.stderr, flush=True)
-        summaries[preset] = train_one(preset, args)
-
+    requested = parse_seeds(args.seeds) if args.seeds is not None else None
     runs = {}
-    for preset, s in summaries.items():
-        curve = s["eval"]
-        runs[preset] = {
-            "final_eval_return": curve[-1]["return"] if curve else None,
-            "eval_return_at_target_steps": eval_at(curve, TARGET_STEPS),
-            "env_steps": s["frames"], "updates": s["updates"], "episodes": s["episodes"],
-            "wall_seconds": s.get("seconds"),
-            "train_return_last10": s["train_return_last10"],
-            "curve": curve,
-            "train_episodes": s["episode_returns"],
-        }
+    for preset in presets:
+        seeds = {}
+        if args.report_only:
+            for seed in (requested if requested is not None else found_seeds(args, preset)):
+                path = run_dir_of(args, preset, seed) / "summary.json"
+                if path.exists():
+                    seeds[seed] = json.loads(path.read_text())
+        else:
+            for seed in (requested or [0]):
+                print(f"dreamer_learning: {preset} ({args.size}) seed {seed} for {args.steps} env steps",
+                      file=sys.stderr, flush=True)
+                seeds[seed] = train_one(preset, seed, args)
+        if seeds:
+            runs[preset] = summarize(seeds)
+
     v3 = runs.get("dreamer_v3")
     reached = v3["eval_return_at_target_steps"] if v3 else None
     result = {
         "benchmark": "dreamer_learning", "machine": machine(),
         "settings": {"env": ENV_ID, "observations": "proprioceptive", "size": args.size,
-                     "steps": args.steps, "seed": args.seed, "randomization": args.randomization,
+                     "steps": args.steps, "randomization": args.randomization,
                      "overrides": ({"all": DEFAULT_OVERRIDES + list(args.set), **PRESET_OVERRIDES}
                                    if not args.quick else {"all": ["quick"] + list(args.set)}),
                      "eval_every": args.eval_every, "eval_episodes": args.eval_episodes,
                      "threads_per_run": args.threads, "quick": args.quick},
         "target": {"preset": "dreamer_v3", "return": TARGET_RETURN, "env_steps": TARGET_STEPS,
-                   "reached": reached, "met": bool(reached is not None and reached >= TARGET_RETURN
-                                                   and args.steps >= TARGET_STEPS),
+                   "reached": reached, "seeds": v3["seeds"] if v3 else [],
+                   "per_seed": ([run["eval_return_at_target_steps"] for run in v3["per_seed"].values()]
+                                if v3 else []),
+                   "met": bool(reached is not None and reached >= TARGET_RETURN and args.steps >= TARGET_STEPS),
                    "wall_seconds": v3["wall_seconds"] if v3 else None},
-        "table": [{"preset": p, "final_eval_return": r["final_eval_return"],
-                   "eval_return_at_100k": r["eval_return_at_target_steps"], "wall_seconds": r["wall_seconds"],
-                   "updates": r["updates"]} for p, r in runs.items()],
-        "runs": {p: {k: v for k, v in r.items() if k != "train_episodes"} for p, r in runs.items()},
+        "table": [{"preset": p, "seeds": r["seeds"], "final_eval_return": r["final_eval_return"],
+                   "eval_return_at_100k": r["eval_return_at_target_steps"],
+                   "eval_return_at_100k_per_seed": [one["eval_return_at_target_steps"]
+                                                    for one in r["per_seed"].values()],
+                   "wall_seconds": r["wall_seconds"], "updates": r["updates"]} for p, r in runs.items()],
+        "runs": {p: {**{k: v for k, v in r.items() if k != "per_seed"},
+                     "per_seed": {seed: {k: v for k, v in one.items() if k != "train_episodes"}
+                                  for seed, one in r["per_seed"].items()}} for p, r in runs.items()},
     }
     png = (RESULTS / f"dreamer_learning_{_dt.date.today().isoformat()}.png" if args.save
            else pathlib.Path(args.out) / "curves.png")

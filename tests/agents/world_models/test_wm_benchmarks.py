@@ -31,3 +31,32 @@ def test_dreamer_learning_quick_trains_reports_and_plots(load_benchmark, tmp_pat
     assert result["target"]["met"] is False and result["target"]["reached"] is None   # no claim from a quick run
     assert (tmp_path / "curves.png").stat().st_size > 1000
     assert again["runs"]["dreamer_v3"]["curve"] == run["curve"]   # read back, not retrained
+
+
+def test_dreamer_learning_reports_the_mean_over_seeds(load_benchmark, tmp_path, capsys):
+    """--report-only finds every seed's run; the table and the target use their mean, per seed kept."""
+    import json
+
+    module = load_benchmark("dreamer_learning")
+    for seed, returns in ((0, [100.0, 480.0]), (3, [200.0, 560.0])):
+        run = tmp_path / f"dreamer_v3_micro_seed{seed}"
+        run.mkdir()
+        curve = [{"frames": 50_000, "return": returns[0]}, {"frames": 100_000, "return": returns[1]}]
+        if seed == 3:
+            curve.insert(0, {"frames": 20_000, "return": 10.0})   # only one seed evaluated here
+        run.joinpath("summary.json").write_text(json.dumps({
+            "frames": 100_000, "updates": 11_875, "episodes": 100, "seconds": 3000.0 + seed,
+            "train_return_last10": returns[1], "eval": curve,
+            "episode_returns": [{"frames": 1000, "return": 5.0}]}))
+    result = module.main(["--report-only", "--presets", "dreamer_v3", "--out", str(tmp_path)])
+    target = result["target"]
+    assert target["seeds"] == [0, 3] and target["per_seed"] == [480.0, 560.0]
+    assert target["reached"] == 520.0 and target["met"] is True
+    v3 = result["runs"]["dreamer_v3"]
+    assert v3["curve"] == [{"frames": 50_000, "return": 150.0}, {"frames": 100_000, "return": 520.0}]
+    assert v3["wall_seconds"] == 3003.0
+    assert result["table"][0]["eval_return_at_100k_per_seed"] == [480.0, 560.0]
+    only_zero = module.main(["--report-only", "--presets", "dreamer_v3", "--seeds", "0", "--out", str(tmp_path)])
+    assert only_zero["target"]["reached"] == 480.0 and only_zero["target"]["met"] is False
+    with pytest.raises(SystemExit, match="--seeds"):
+        module.main(["--report-only", "--seeds", "0,x", "--out", str(tmp_path)])
