@@ -7,7 +7,16 @@ keypoint), and with ``presence`` also its peak activation (whether the feature
 is in view at all: a face of the cube hidden from a camera still has an
 expected position); the keypoints of all cameras are concatenated (so the head knows
 which camera saw what) and a fully connected head predicts the cube position
-(3) and orientation (4, normalized). Smaller than Dactyl's, to train on CPUs.
+(3) and orientation. Smaller than Dactyl's, to train on CPUs.
+
+The orientation output is either a quaternion (``rotation="quat"``: 4 numbers,
+normalized) or the continuous 6D representation of Zhou et al. 2019
+(``rotation="6d"``: two 3-vectors, Gram-Schmidt-orthonormalized into a rotation
+matrix, then converted to a quaternion). A quaternion head must jump somewhere:
+no continuous map covers every rotation with one sign choice, so some views sit
+next to a discontinuity of the target. The 6D head has no such place.
+Either way ``forward`` returns a unit quaternion (w, x, y, z) and the loss is
+the same sign-invariant one.
 
 Inputs are uint8 images (batch, cameras, H, W, 3); each image is standardized
 to zero mean and unit variance first (as Dactyl does), which also undoes most
@@ -24,6 +33,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+ROTATION_OUTPUTS = {"quat": 4, "6d": 6}
+
+
 @dataclass(frozen=True)
 class PoseNetConfig:
     """Architecture of the pose CNN (plain data, saved with checkpoints and exports)."""
@@ -38,10 +50,13 @@ class PoseNetConfig:
     center: tuple[float, float, float] = (1.0, 0.87, 0.2)
     position_scale: float = 0.02
     presence: bool = True  # also feed each map's peak activation: is the feature seen at all?
+    rotation: str = "quat"  # "quat" (4 outputs) or "6d" (6 outputs, Zhou et al. 2019); exports before 6d are quat
 
     def __post_init__(self):
         if not (len(self.channels) == len(self.strides) == len(self.kernels) >= 1):
             raise ValueError("PoseNetConfig: channels, strides and kernels need one entry per conv layer each")
+        if self.rotation not in ROTATION_OUTPUTS:
+            raise ValueError(f"PoseNetConfig: rotation must be one of {sorted(ROTATION_OUTPUTS)}, got {self.rotation!r}")
         if self.cameras < 1 or min(self.height, self.width) < 8 or self.hidden < 1 or self.position_scale <= 0:
             raise ValueError(f"PoseNetConfig: invalid sizes {self}")
 
@@ -88,7 +103,7 @@ class PoseNet(nn.Module):
         features = config.cameras * (3 if config.presence else 2) * c_in
         self.head = nn.Sequential(nn.Linear(features, config.hidden), nn.ReLU(inplace=True),
                                   nn.Linear(config.hidden, config.hidden), nn.ReLU(inplace=True),
-                                  nn.Linear(config.hidden, 7))
+                                  nn.Linear(config.hidden, 3 + ROTATION_OUTPUTS[config.rotation]))
         self.register_buffer("center", torch.tensor(config.center, dtype=torch.float32), persistent=False)
 
     @staticmethod
@@ -107,8 +122,43 @@ class PoseNet(nn.Module):
             features = torch.cat([features, maps.amax(dim=(2, 3))], dim=1)
         out = self.head(features.reshape(n, -1))
         position = self.center + self.config.position_scale * out[:, :3]
-        quat = F.normalize(out[:, 3:], dim=1)
+        if self.config.rotation == "6d":
+            quat = matrix_to_quat(rotation_6d_to_matrix(out[:, 3:]))
+        else:
+            quat = F.normalize(out[:, 3:], dim=1)
         return position, quat
+
+
+def rotation_6d_to_matrix(x: torch.Tensor) -> torch.Tensor:
+    """(N, 6) -> (N, 3, 3) rotation matrices: the two 3-vectors, Gram-Schmidt, are the first two columns."""
+    b1 = F.normalize(x[:, 0:3], dim=1)
+    a2 = x[:, 3:6]
+    b2 = F.normalize(a2 - (b1 * a2).sum(dim=1, keepdim=True) * b1, dim=1)
+    b3 = torch.cross(b1, b2, dim=1)
+    return torch.stack([b1, b2, b3], dim=2)
+
+
+def matrix_to_quat(r: torch.Tensor) -> torch.Tensor:
+    """(N, 3, 3) rotation matrices -> (N, 4) unit quaternions (w, x, y, z), differentiable.
+
+    Shepperd's method: of the four ways to read the quaternion off the matrix, each sample uses the
+    one whose square root is largest (never below 1/4, so values and gradients stay well-conditioned);
+    the others are computed with a clamped root so that they stay finite.
+    """
+    r00, r01, r02 = r[:, 0, 0], r[:, 0, 1], r[:, 0, 2]
+    r10, r11, r12 = r[:, 1, 0], r[:, 1, 1], r[:, 1, 2]
+    r20, r21, r22 = r[:, 2, 0], r[:, 2, 1], r[:, 2, 2]
+    roots = torch.stack([1 + r00 + r11 + r22, 1 + r00 - r11 - r22, 1 - r00 + r11 - r22, 1 - r00 - r11 + r22], 1)
+    s = 2.0 * roots.clamp_min(1e-6).sqrt()  # 4 |w|, 4 |x|, 4 |y|, 4 |z| in the four readings
+    candidates = torch.stack([
+        torch.stack([s[:, 0] / 4, (r21 - r12) / s[:, 0], (r02 - r20) / s[:, 0], (r10 - r01) / s[:, 0]], 1),
+        torch.stack([(r21 - r12) / s[:, 1], s[:, 1] / 4, (r01 + r10) / s[:, 1], (r02 + r20) / s[:, 1]], 1),
+        torch.stack([(r02 - r20) / s[:, 2], (r01 + r10) / s[:, 2], s[:, 2] / 4, (r12 + r21) / s[:, 2]], 1),
+        torch.stack([(r10 - r01) / s[:, 3], (r02 + r20) / s[:, 3], (r12 + r21) / s[:, 3], s[:, 3] / 4], 1),
+    ], 1)  # (N, reading, 4)
+    best = roots.argmax(dim=1)
+    quat = candidates[torch.arange(r.shape[0], device=r.device), best]
+    return F.normalize(quat, dim=1)
 
 
 def orientation_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -135,5 +185,6 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["PoseNet", "PoseNetConfig", "SpatialSoftmax", "orientation_loss", "pose_loss", "rotation_error_deg",
+__all__ = ["PoseNet", "PoseNetConfig", "SpatialSoftmax", "matrix_to_quat", "orientation_loss",
+           "rotation_6d_to_matrix", "pose_loss", "rotation_error_deg",
            "count_parameters"]

@@ -2,8 +2,10 @@
 
 ``PoseTrainer(cfg, run).train()`` trains ``run.steps`` minibatches of
 ``optim.batch_size`` samples drawn (with replacement) from the dataset minus
-its last ``data.holdout`` samples, with AdamW at ``optim.lr`` halved every
-``optim.lr_halving_steps`` (Dactyl's recipe, Table 11, shortened). Every
+its last ``data.holdout`` samples, with AdamW at ``optim.lr``, either halved every
+``optim.lr_halving_steps`` (``optim.schedule: halving``, Dactyl's recipe, Table 11,
+shortened) or decayed to zero over ``run.steps`` along a half cosine
+(``optim.schedule: cosine``). Every
 ``run.checkpoint_every`` steps it writes a checkpoint (weights, optimizer, RNG
 states: ``torch.load(weights_only=True)``) and the estimator export
 ``RUN_DIR/pose_estimator.pt``; ``--resume`` continues from the last checkpoint
@@ -28,6 +30,8 @@ from simreal.perception.evaluate import pose_errors, summarize
 from simreal.perception.model import PoseNet, PoseNetConfig, count_parameters, pose_loss
 from simreal.training.config import ConfigError
 from simreal.training.logger import Logger
+
+SCHEDULES = ("halving", "cosine")
 from simreal.training.run import (
     RunDir,
     capture_global_rng,
@@ -83,7 +87,7 @@ class PoseTrainer:
                                             width=data.images.shape[3], channels=tuple(m["channels"]),
                                             strides=tuple(m["strides"]), kernels=tuple(m["kernels"]),
                                             hidden=int(m["hidden"]), position_scale=float(m["position_scale"]),
-                                            presence=bool(m["presence"]))
+                                            presence=bool(m["presence"]), rotation=str(m["rotation"]))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"model: {exc}") from None
         self.render = {"cameras": list(settings["cameras"]), "height": int(settings["height"]),
@@ -92,6 +96,8 @@ class PoseTrainer:
         torch.manual_seed(seed)
         self.net = PoseNet(self.net_config).to(self.device)
         o = cfg["optim"]
+        if o["schedule"] not in SCHEDULES:
+            raise ConfigError(f"optim.schedule: expected one of {', '.join(SCHEDULES)}, got {o['schedule']!r}")
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=float(o["lr"]), weight_decay=float(o["weight_decay"]))
         self.rng = make_rng(seed, "pose-train", "batches")
         self.step = 0
@@ -121,6 +127,8 @@ class PoseTrainer:
 
     def lr_at(self, step: int) -> float:
         o = self.cfg["optim"]
+        if o["schedule"] == "cosine":
+            return float(o["lr"]) * 0.5 * (1.0 + math.cos(math.pi * min(step / self.total_steps, 1.0)))
         return float(o["lr"]) * 0.5 ** (step // max(int(o["lr_halving_steps"]), 1))
 
     # ------------------------------------------------------------ loops

@@ -11,8 +11,10 @@ from simreal.perception.model import (
     PoseNet,
     PoseNetConfig,
     SpatialSoftmax,
+    matrix_to_quat,
     orientation_loss,
     pose_loss,
+    rotation_6d_to_matrix,
     rotation_error_deg,
 )
 from simreal.utils.rotations import quat_from_axis_angle, random_quat
@@ -76,3 +78,47 @@ def test_posenet_shapes_and_unit_quaternions():
     assert again == net.config
     with pytest.raises(ValueError, match="one entry per conv layer"):
         PoseNetConfig(channels=(8,), strides=(2, 2), kernels=(3,))
+
+
+def _matrices(quats: np.ndarray) -> np.ndarray:
+    import mujoco
+
+    out = np.zeros((len(quats), 9))
+    for q, m in zip(quats, out):
+        mujoco.mju_quat2Mat(m, q)
+    return out.reshape(-1, 3, 3)
+
+
+def test_matrix_to_quat_inverts_mujoco_on_every_branch():
+    """Random rotations plus half-turns about x, y, z and identity: each of Shepperd's four readings is used."""
+    quats = np.concatenate([random_quat(np.random.default_rng(0), 64),
+                            np.eye(4), quat_from_axis_angle(np.eye(3), np.full(3, math.radians(179.0)))])
+    got = matrix_to_quat(torch.tensor(_matrices(quats))).double()
+    dots = (got * torch.tensor(quats)).sum(dim=1).abs()
+    torch.testing.assert_close(dots, torch.ones(len(quats), dtype=torch.float64), atol=1e-9, rtol=0)
+
+
+def test_6d_output_gives_rotations_and_finite_gradients():
+    torch.manual_seed(0)
+    x = torch.randn(256, 6, dtype=torch.float64, requires_grad=True)
+    r = rotation_6d_to_matrix(x)
+    eye = torch.eye(3, dtype=torch.float64).expand(256, 3, 3)
+    torch.testing.assert_close(r @ r.transpose(1, 2), eye)
+    torch.testing.assert_close(torch.linalg.det(r), torch.ones(256, dtype=torch.float64))
+    target = torch.tensor(random_quat(np.random.default_rng(1), 256))
+    orientation_loss(matrix_to_quat(r), target).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_posenet_6d_head_returns_unit_quaternions_and_round_trips_its_config():
+    config = PoseNetConfig(cameras=2, height=16, width=16, channels=(4,), strides=(2,), kernels=(3,), hidden=8,
+                           rotation="6d")
+    net = PoseNet(config)
+    assert net.head[-1].out_features == 9
+    _, quat = net(torch.randint(0, 255, (3, 2, 16, 16, 3), dtype=torch.uint8))
+    torch.testing.assert_close(quat.norm(dim=1), torch.ones(3))
+    assert PoseNetConfig.from_dict(config.to_dict()) == config
+    legacy = {k: v for k, v in PoseNetConfig().to_dict().items() if k != "rotation"}   # exports before 6d
+    assert PoseNetConfig.from_dict(legacy).rotation == "quat"
+    with pytest.raises(ValueError, match="rotation must be one of"):
+        PoseNetConfig(rotation="euler")

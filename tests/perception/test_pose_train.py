@@ -43,6 +43,26 @@ def test_a_tiny_run_lowers_the_loss(dataset, tmp_path):
     assert {"model", "optimizer", "step", "batch_rng", "global_rng"} <= set(state)
 
 
+def test_the_6d_head_with_a_cosine_schedule_learns_too(dataset, tmp_path):
+    trainer = PoseTrainer(config(dataset, steps=80, **{"optim.batch_size": 16, "model.rotation": "6d",
+                                                       "optim.schedule": "cosine"}),
+                          RunDir(tmp_path / "run"), progress=False)
+    assert trainer.lr_at(0) == pytest.approx(3e-3) and trainer.lr_at(40) == pytest.approx(1.5e-3)
+    assert trainer.lr_at(80) == pytest.approx(0.0, abs=1e-12)
+    trainer.train()
+    trainer.close()
+    steps, loss = read_metrics(tmp_path / "run" / "metrics.jsonl")["train/loss"]
+    assert loss[-3:].mean() < 0.8 * loss[:3].mean()   # here it fits 40 samples more slowly than the quaternion head
+    assert PoseEstimator.load(tmp_path / "run" / "pose_estimator.pt").net.config.rotation == "6d"
+
+
+def test_an_unknown_schedule_is_a_config_error(dataset, tmp_path):
+    from simreal.training.config import ConfigError
+
+    with pytest.raises(ConfigError, match="optim.schedule"):
+        PoseTrainer(config(dataset, **{"optim.schedule": "step"}), RunDir(tmp_path / "run"), progress=False)
+
+
 def test_resume_repeats_the_uninterrupted_run(dataset, tmp_path):
     straight = PoseTrainer(config(dataset, steps=20), RunDir(tmp_path / "a"), progress=False)
     straight.train()
