@@ -19,7 +19,9 @@ numbers beside it.
 
 Prints (and with ``--save`` writes) JSON:
   runs[preset]           mean eval curve over seeds (env steps, eval return),
-                         final and 100k eval return (mean), and per seed: the
+                         final and 100k eval return and the mean of the last
+                         three evaluations (a less noisy reading; means over
+                         seeds), and per seed: the
                          curve, wall-clock seconds, updates, the last 10
                          training episode returns
   target                 {"preset": "dreamer_v3", "return": 513, "env_steps": 100000,
@@ -138,12 +140,15 @@ def summarize(seeds: dict[int, dict]) -> dict:
         per_seed[seed] = {
             "final_eval_return": s["eval"][-1]["return"] if s["eval"] else None,
             "eval_return_at_target_steps": eval_at(s["eval"], TARGET_STEPS),
+            "eval_return_last3_mean": (sum(p["return"] for p in s["eval"][-3:]) / len(s["eval"][-3:])
+                                       if s["eval"] else None),
             "env_steps": s["frames"], "updates": s["updates"], "episodes": s["episodes"],
             "wall_seconds": s.get("seconds"), "train_return_last10": s["train_return_last10"],
             "curve": s["eval"], "train_episodes": s["episode_returns"],
         }
     curve = mean_curve([run["curve"] for run in per_seed.values()])
     at_target = [run["eval_return_at_target_steps"] for run in per_seed.values()]
+    last3 = [run["eval_return_last3_mean"] for run in per_seed.values()]
     walls = [run["wall_seconds"] for run in per_seed.values() if run["wall_seconds"] is not None]
     return {
         "seeds": list(per_seed),
@@ -151,6 +156,7 @@ def summarize(seeds: dict[int, dict]) -> dict:
         "final_eval_return": curve[-1]["return"] if curve else None,
         "eval_return_at_target_steps": (sum(at_target) / len(at_target)
                                         if at_target and None not in at_target else None),
+        "eval_return_last3_mean": sum(last3) / len(last3) if None not in last3 else None,
         "env_steps": min(run["env_steps"] for run in per_seed.values()),
         "updates": min(run["updates"] for run in per_seed.values()),
         "wall_seconds": max(walls) if walls else None,
@@ -279,6 +285,7 @@ def main(argv=None) -> dict:
                    "eval_return_at_100k": r["eval_return_at_target_steps"],
                    "eval_return_at_100k_per_seed": [one["eval_return_at_target_steps"]
                                                     for one in r["per_seed"].values()],
+                   "eval_return_last3_mean": r["eval_return_last3_mean"],
                    "wall_seconds": r["wall_seconds"], "updates": r["updates"]} for p, r in runs.items()],
         "runs": {p: {**{k: v for k, v in r.items() if k != "per_seed"},
                      "per_seed": {seed: {k: v for k, v in one.items() if k != "train_episodes"}

@@ -56,6 +56,7 @@ def test_dreamer_learning_reports_the_mean_over_seeds(load_benchmark, tmp_path, 
     assert v3["curve"] == [{"frames": 50_000, "return": 150.0}, {"frames": 100_000, "return": 520.0}]
     assert v3["wall_seconds"] == 3003.0
     assert result["table"][0]["eval_return_at_100k_per_seed"] == [480.0, 560.0]
+    assert result["table"][0]["eval_return_last3_mean"] == pytest.approx((290.0 + (10.0 + 200.0 + 560.0) / 3) / 2)
     only_zero = module.main(["--report-only", "--presets", "dreamer_v3", "--seeds", "0", "--out", str(tmp_path)])
     assert only_zero["target"]["reached"] == 480.0 and only_zero["target"]["met"] is False
     with pytest.raises(SystemExit, match="--seeds"):
