@@ -37,14 +37,15 @@ def test_a_tiny_run_lowers_the_loss(dataset, tmp_path):
     trainer.close()
     steps, loss = read_metrics(tmp_path / "run" / "metrics.jsonl")["train/loss"]
     assert steps[-1] == 80
-    assert loss[-3:].mean() < 0.6 * loss[:3].mean()  # it learns (here: fits 40 samples)
+    assert trainer.net.config.rotation == "6d"   # the default head
+    assert loss[-3:].mean() < 0.75 * loss[:3].mean()  # it learns (here: fits 40 samples; the 6d head fits them slower)
     assert {"eval/position_mm_median", "eval/rotation_deg_p90"} <= set(last)
     state = load_weights_only(next(iter(sorted((tmp_path / "run" / "checkpoints").glob("*.pt")))))
     assert {"model", "optimizer", "step", "batch_rng", "global_rng"} <= set(state)
 
 
-def test_the_6d_head_with_a_cosine_schedule_learns_too(dataset, tmp_path):
-    trainer = PoseTrainer(config(dataset, steps=80, **{"optim.batch_size": 16, "model.rotation": "6d",
+def test_the_quaternion_head_with_a_cosine_schedule_learns_too(dataset, tmp_path):
+    trainer = PoseTrainer(config(dataset, steps=80, **{"optim.batch_size": 16, "model.rotation": "quat",
                                                        "optim.schedule": "cosine"}),
                           RunDir(tmp_path / "run"), progress=False)
     assert trainer.lr_at(0) == pytest.approx(3e-3) and trainer.lr_at(40) == pytest.approx(1.5e-3)
@@ -52,8 +53,8 @@ def test_the_6d_head_with_a_cosine_schedule_learns_too(dataset, tmp_path):
     trainer.train()
     trainer.close()
     steps, loss = read_metrics(tmp_path / "run" / "metrics.jsonl")["train/loss"]
-    assert loss[-3:].mean() < 0.8 * loss[:3].mean()   # here it fits 40 samples more slowly than the quaternion head
-    assert PoseEstimator.load(tmp_path / "run" / "pose_estimator.pt").net.config.rotation == "6d"
+    assert loss[-3:].mean() < 0.6 * loss[:3].mean()
+    assert PoseEstimator.load(tmp_path / "run" / "pose_estimator.pt").net.config.rotation == "quat"
 
 
 def test_an_unknown_schedule_is_a_config_error(dataset, tmp_path):
