@@ -133,6 +133,11 @@ def mean_curve(curves: list[list[dict]]) -> list[dict]:
             for frames in common]
 
 
+def mean_or_none(values: list) -> float | None:
+    """The mean, or None when any seed lacks the value (or there are none)."""
+    return sum(values) / len(values) if values and None not in values else None
+
+
 def summarize(seeds: dict[int, dict]) -> dict:
     """One preset's entry: the mean over seeds, and each seed's numbers."""
     per_seed = {}
@@ -147,16 +152,13 @@ def summarize(seeds: dict[int, dict]) -> dict:
             "curve": s["eval"], "train_episodes": s["episode_returns"],
         }
     curve = mean_curve([run["curve"] for run in per_seed.values()])
-    at_target = [run["eval_return_at_target_steps"] for run in per_seed.values()]
-    last3 = [run["eval_return_last3_mean"] for run in per_seed.values()]
     walls = [run["wall_seconds"] for run in per_seed.values() if run["wall_seconds"] is not None]
     return {
         "seeds": list(per_seed),
         "curve": curve,
         "final_eval_return": curve[-1]["return"] if curve else None,
-        "eval_return_at_target_steps": (sum(at_target) / len(at_target)
-                                        if at_target and None not in at_target else None),
-        "eval_return_last3_mean": sum(last3) / len(last3) if None not in last3 else None,
+        "eval_return_at_target_steps": mean_or_none([run["eval_return_at_target_steps"] for run in per_seed.values()]),
+        "eval_return_last3_mean": mean_or_none([run["eval_return_last3_mean"] for run in per_seed.values()]),
         "env_steps": min(run["env_steps"] for run in per_seed.values()),
         "updates": min(run["updates"] for run in per_seed.values()),
         "wall_seconds": max(walls) if walls else None,
