@@ -61,3 +61,47 @@ def test_dreamer_learning_reports_the_mean_over_seeds(load_benchmark, tmp_path, 
     assert only_zero["target"]["reached"] == 480.0 and only_zero["target"]["met"] is False
     with pytest.raises(SystemExit, match="--seeds"):
         module.main(["--report-only", "--seeds", "0,x", "--out", str(tmp_path)])
+
+
+def test_dreamer_learning_tag_names_the_saved_files(load_benchmark, tmp_path, monkeypatch, capsys):
+    """--tag keeps a variant's table beside the default one; a tag that is no file name is refused."""
+    import datetime
+    import json
+
+    module = load_benchmark("dreamer_learning")
+    common = __import__("_common")
+    results = tmp_path / "results"
+    monkeypatch.setattr(module, "RESULTS", results)
+    monkeypatch.setattr(common, "RESULTS", results)
+    run = tmp_path / "runs" / "dreamer_v3_micro_seed0"
+    run.mkdir(parents=True)
+    run.joinpath("summary.json").write_text(json.dumps({
+        "frames": 100_000, "updates": 23_750, "episodes": 100, "seconds": 3000.0, "train_return_last10": 500.0,
+        "eval": [{"frames": 50_000, "return": 300.0}, {"frames": 100_000, "return": 520.0}],
+        "episode_returns": [{"frames": 1000, "return": 5.0}]}))
+    module.main(["--report-only", "--presets", "dreamer_v3", "--out", str(tmp_path / "runs"),
+                 "--tag", "tr256", "--save"])
+    day = datetime.date.today().isoformat()
+    assert sorted(p.name for p in results.iterdir()) == [f"dreamer_learning_tr256_{day}.json",
+                                                          f"dreamer_learning_tr256_{day}.png"]
+    with pytest.raises(SystemExit):
+        module.main(["--report-only", "--out", str(tmp_path / "runs"), "--tag", "../x"])
+    assert "--tag '../x'" in capsys.readouterr().err
+
+
+def test_dreamer_learning_refuses_a_run_trained_with_other_settings(load_benchmark, tmp_path, capsys):
+    """A run folder from other settings is neither resumed nor reported under this invocation's label."""
+    import types
+
+    from simreal.training.config import dump_config
+
+    module = load_benchmark("dreamer_learning")
+    args = types.SimpleNamespace(out=str(tmp_path), size="micro", set=["run.train_ratio=64"], quick=False,
+                                 steps=100_000, randomization="none", threads=1, eval_every=10_000,
+                                 eval_episodes=10, checkpoint_every=10_000, device="auto")
+    run = module.run_dir_of(args, "dreamer_v3", 0)
+    run.mkdir()
+    run.joinpath("config.yaml").write_text(dump_config(module.run_config("dreamer_v3", 0, args)))
+    module.check_settings("dreamer_v3", 0, types.SimpleNamespace(**{**vars(args), "threads": 2, "steps": 5}))
+    with pytest.raises(SystemExit, match=r"run.train_ratio=64.0 \(now 256.0\).*another --out"):
+        module.check_settings("dreamer_v3", 0, types.SimpleNamespace(**{**vars(args), "set": []}))
