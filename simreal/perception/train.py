@@ -30,8 +30,6 @@ from simreal.perception.evaluate import pose_errors, summarize
 from simreal.perception.model import PoseNet, PoseNetConfig, count_parameters, pose_loss
 from simreal.training.config import ConfigError
 from simreal.training.logger import Logger
-
-SCHEDULES = ("halving", "cosine")
 from simreal.training.run import (
     RunDir,
     capture_global_rng,
@@ -43,6 +41,7 @@ from simreal.training.run import (
 from simreal.utils.seeding import make_rng
 
 CONFIG_PATH = pathlib.Path(__file__).resolve().with_name("configs.yaml")
+SCHEDULES = ("halving", "cosine")  # optim.schedule
 
 
 def _positive(cfg: dict, section: str, key: str, kind=int) -> Any:
