@@ -78,7 +78,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="outputs/pose_accuracy", help="datasets and the run (default outputs/...)")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--save", action="store_true", help="write benchmarks/results/pose_accuracy_<date>.json")
+    parser.add_argument("--tag", default="",
+                        help="with --save: name the file pose_accuracy_<tag>_<date>.json (a variant of the "
+                             "default run, kept beside it instead of overwriting it)")
     args = parser.parse_args(argv)
+    if args.tag and not all(c.isalnum() or c in "-_" for c in args.tag):
+        parser.error(f"--tag {args.tag!r}: use letters, digits, '-' and '_' only (it becomes part of a file name)")
     budget = dict(QUICK if args.quick else FULL)
     for key in budget:
         if getattr(args, key) is not None:
@@ -141,11 +146,13 @@ def main(argv: list[str] | None = None) -> dict:
                      "randomization": args.randomization, "train_n": budget["train_n"], "eval_n": budget["eval_n"],
                      "steps_budget": budget["steps"], "train_minutes_budget": budget["train_minutes"],
                      "steps_done": steps_done, "batch_size": cfg["optim"]["batch_size"], "network": description,
-                     "out": str(out)},
+                     "torch_threads": args.torch_threads, "presets": presets, "overrides": args.overrides,
+                     "model": cfg["model"], "optim": cfg["optim"], "out": str(out)},
         "seconds": times,
         "machine": machine(),
     }
-    emit("pose_accuracy_quick" if args.quick else "pose_accuracy", result, args.save)
+    name = "pose_accuracy_quick" if args.quick else "pose_accuracy"
+    emit(name + (f"_{args.tag}" if args.tag else ""), result, args.save)
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 

@@ -90,4 +90,12 @@ def test_pose_accuracy_runs_end_to_end(tmp_path, capsys):
         assert result[name]["n"] == 6 and result[name]["position_mm"]["median"] > 0
         assert result[name]["mean_pose_baseline"]["rotation_deg"]["median"] > 0
     assert result["settings"]["steps_done"] == 4 and result["meets_target"] in (True, False)
+    assert result["settings"]["presets"] == ["tiny"] and result["settings"]["torch_threads"] == 1
+    assert result["settings"]["model"]["rotation"] in ("quat", "6d")  # the effective config is recorded
     assert (tmp_path / "quick" / "result.json").is_file()
+
+
+def test_pose_accuracy_refuses_a_tag_that_cannot_name_a_file(capsys):
+    with pytest.raises(SystemExit):
+        _load("pose_accuracy").main(["--quick", "--tag", "a/b"])
+    assert "--tag 'a/b'" in capsys.readouterr().err
