@@ -48,6 +48,16 @@ def machine() -> dict:
     return info
 
 
+def tagged(parser, name: str, tag: str) -> str:
+    """The result file stem: name, or name_<tag> for a variant (--tag); a tag that cannot be part of a
+    file name stops with a one-line usage error."""
+    if not tag:
+        return name
+    if not all(c.isalnum() or c in "-_" for c in tag):
+        parser.error(f"--tag {tag!r}: use letters, digits, '-' and '_' only (it becomes part of a file name)")
+    return f"{name}_{tag}"
+
+
 def emit(name: str, result: dict, save: bool) -> None:
     """Print result as JSON; with save, also write benchmarks/results/<name>_<date>.json."""
     text = json.dumps(result, indent=2, sort_keys=False)

@@ -50,7 +50,7 @@ import pathlib
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import RESULTS, emit, machine  # noqa: E402
+from _common import RESULTS, emit, machine, tagged  # noqa: E402
 
 PRESETS = ("dreamer_v3", "dreamer_v2", "dreamer_v1")
 ENV_ID = "dm_control/cartpole-swingup-v0"
@@ -283,8 +283,7 @@ def main(argv=None) -> dict:
                         help="with --save: name the files dreamer_learning_<tag>_<date> (a variant of the "
                              "default settings, kept beside the default table)")
     args = parser.parse_args(argv)
-    if args.tag and not all(c.isalnum() or c in "-_" for c in args.tag):
-        parser.error(f"--tag {args.tag!r}: use letters, digits, '-' and '_' only (it becomes part of a file name)")
+    name = tagged(parser, "dreamer_learning", args.tag)
     if args.quick:
         args.size, args.steps = "tiny", min(args.steps, 3000)
         args.eval_every, args.eval_episodes, args.checkpoint_every = 1000, 2, 1000
@@ -336,7 +335,6 @@ def main(argv=None) -> dict:
                      "per_seed": {seed: {k: v for k, v in one.items() if k != "train_episodes"}
                                   for seed, one in r["per_seed"].items()}} for p, r in runs.items()},
     }
-    name = "dreamer_learning" + (f"_{args.tag}" if args.tag else "")
     png = (RESULTS / f"{name}_{_dt.date.today().isoformat()}.png" if args.save
            else pathlib.Path(args.out) / "curves.png")
     if runs:

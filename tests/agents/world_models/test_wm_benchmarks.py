@@ -17,7 +17,8 @@ def test_dreamer_throughput_quick_reports_rates(load_benchmark, capsys):
     assert row["preset"] == "dreamer_v3" and row["size"] == "tiny"
     for key in ("updates_per_s", "replayed_steps_per_s", "env_steps_per_s", "train_env_steps_per_s", "params"):
         assert row[key] > 0
-    assert row["replayed_steps_per_s"] == round(row["updates_per_s"] * 4 * 8, 1)
+    # both are rounded from the same unrounded rate (to 0.001 and 0.1), so they agree to within 0.1
+    assert row["replayed_steps_per_s"] == pytest.approx(row["updates_per_s"] * 4 * 8, abs=0.1)
 
 
 def test_dreamer_learning_quick_trains_reports_and_plots(load_benchmark, tmp_path, capsys):
