@@ -81,6 +81,7 @@ class DatasetSettings:
     seed: int = 0
     shard_size: int = 500
     antialias: int = 4  # multisamples per pixel (the scene's default); 0 renders 2-3x faster on CPUs
+    zoom: float = 1.0  # camera magnification (MultiCameraRenderer): the central 1/zoom of each view
     sampling: PoseSampling = field(default_factory=PoseSampling)
     cameras: tuple[str, ...] = tuple(c.name for c in scene_mod.DEFAULT_CAMERAS)
 
@@ -100,7 +101,7 @@ class PoseSampler:
 
     def __init__(self, randomization, height: int, width: int, n_envs: int = 8,
                  sampling: PoseSampling | None = None, cameras: Sequence[str] | None = None, nthread: int = 1,
-                 antialias: int | None = None):
+                 antialias: int | None = None, zoom: float = 1.0):
         from simreal.envs.hand_cube import HandCubeConfig, HandCubeSim
         from simreal.render.multicam import MultiCameraRenderer
 
@@ -110,7 +111,8 @@ class PoseSampler:
         self.sim.set_randomization(None if randomization in (None, "", "none") else randomization)
         names = list(cameras) if cameras is not None else [c.name for c in config.scene.cameras]
         self.renderer = MultiCameraRenderer(self.sim, height, width, cameras=names,
-                                            hidden_group=scene_mod.GOAL_GEOM_GROUP, antialias=antialias)
+                                            hidden_group=scene_mod.GOAL_GEOM_GROUP, antialias=antialias,
+                                            zoom=zoom)
         m = self.sim.model
         hand = [m.joint(j).id for j in self.sim.hand_joint_names]
         self._low = m.jnt_range[hand, 0].copy()
@@ -232,6 +234,7 @@ def write_dataset(folder: str | os.PathLike, settings: DatasetSettings, n: int, 
     path = folder / "manifest.json"
     if path.exists():
         manifest = read_manifest(folder)
+        manifest["settings"].setdefault("zoom", 1.0)  # manifests from before zoom are unzoomed
         if manifest["settings"] != wanted:
             diff = sorted(k for k in wanted if manifest["settings"].get(k) != wanted[k])
             raise DatasetError(f"{folder}: holds a dataset made with other settings ({', '.join(diff)}); "
@@ -258,7 +261,7 @@ def write_dataset(folder: str | os.PathLike, settings: DatasetSettings, n: int, 
                 if sampler is None:
                     sampler = PoseSampler(settings.randomization, settings.height, settings.width,
                                           n_envs=n_envs, sampling=settings.sampling, cameras=settings.cameras,
-                                          antialias=settings.antialias)
+                                          antialias=settings.antialias, zoom=settings.zoom)
                 start, count = k * size, min(size, n - k * size)
                 parts = []
                 for first in range(start, start + count, sampler.n_envs):

@@ -5,7 +5,8 @@ The export is a plain ``torch.save`` dict (loads with ``weights_only=True``)::
     {"format": "simreal-pose-estimator", "version": 1,
      "net": {...},                 # PoseNetConfig as plain data
      "weights": {name: tensor},
-     "render": {"cameras": [...], "height": H, "width": W, "antialias": S},   # how images must be made
+     "render": {"cameras": [...], "height": H, "width": W, "antialias": S,    # how images must be made
+                "zoom": Z},                                                     # (exports before zoom: 1)
      "info": {...}}                # training step, randomization, held-out errors
 """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simreal.perception.dataset import PoseData
+from simreal.perception.dataset import DatasetError, PoseData
 
 
 def pose_errors(position: np.ndarray, quat: np.ndarray, true_position: np.ndarray,
@@ -30,5 +30,9 @@ def summarize(position_mm: np.ndarray, rotation_deg: np.ndarray) -> dict:
 
 def evaluate(estimator, data: PoseData, batch_size: int = 256) -> dict:
     """Errors of ``estimator`` (a `PoseEstimator`) on a dataset: summary dict."""
+    zoom, trained = float(data.settings.get("zoom", 1.0)), float(estimator.render.get("zoom", 1.0))
+    if zoom != trained:
+        raise DatasetError(f"the dataset was rendered at zoom {zoom:g} but the estimator was trained on zoom "
+                           f"{trained:g} images; render one with --zoom {trained:g}")
     position, quat = estimator.predict(data.images, batch_size=batch_size)
     return summarize(*pose_errors(position, quat, data.position, data.quat))

@@ -27,7 +27,7 @@ import torch
 from simreal.perception.dataset import PoseData, load_dataset
 from simreal.perception.estimator import EXPORT_NAME, save_estimator
 from simreal.perception.evaluate import pose_errors, summarize
-from simreal.perception.model import PoseNet, PoseNetConfig, count_parameters, pose_loss
+from simreal.perception.model import LOSSES, PoseNet, PoseNetConfig, count_parameters, pose_loss
 from simreal.training.config import ConfigError
 from simreal.training.logger import Logger
 from simreal.training.run import (
@@ -90,13 +90,16 @@ class PoseTrainer:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"model: {exc}") from None
         self.render = {"cameras": list(settings["cameras"]), "height": int(settings["height"]),
-                       "width": int(settings["width"]), "antialias": int(settings.get("antialias", 4))}
+                       "width": int(settings["width"]), "antialias": int(settings.get("antialias", 4)),
+                       "zoom": float(settings.get("zoom", 1.0))}
         seed = int(cfg["run"]["seed"])
         torch.manual_seed(seed)
         self.net = PoseNet(self.net_config).to(self.device)
         o = cfg["optim"]
         if o["schedule"] not in SCHEDULES:
             raise ConfigError(f"optim.schedule: expected one of {', '.join(SCHEDULES)}, got {o['schedule']!r}")
+        if o.get("loss", "squared") not in LOSSES:
+            raise ConfigError(f"optim.loss: expected one of {', '.join(LOSSES)}, got {o.get('loss')!r}")
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=float(o["lr"]), weight_decay=float(o["weight_decay"]))
         self.rng = make_rng(seed, "pose-train", "batches")
         self.step = 0
@@ -158,6 +161,7 @@ class PoseTrainer:
 
         r, o = self.cfg["run"], self.cfg["optim"]
         scale, weight = float(self.cfg["model"]["position_scale"]), float(o["rotation_weight"])
+        kind = str(o.get("loss", "squared"))
         self.net.train()
         last: dict[str, float] = {}
         window = {"loss": 0.0, "position": 0.0, "orientation": 0.0, "n": 0}
@@ -172,7 +176,7 @@ class PoseTrainer:
                     group["lr"] = self.lr_at(self.step)
                 images, position, quat = self._batch()
                 pred_pos, pred_quat = self.net(images)
-                loss, parts = pose_loss(pred_pos, pred_quat, position, quat, scale, weight)
+                loss, parts = pose_loss(pred_pos, pred_quat, position, quat, scale, weight, kind)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt.step()

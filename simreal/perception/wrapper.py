@@ -9,8 +9,9 @@ goal, last action, the privileged ``state`` for critics) is untouched, so an
 agent trained on the measured pose runs "from vision" unchanged.
 
 The images are the env's ``cameras`` key when it has one of the estimator's
-size and antialiasing (made with ``camera_obs=(H, W)``), else the wrapper
-renders them itself, with the env's visual randomization. The ``cameras`` key
+size and antialiasing (made with ``camera_obs=(H, W)``) and the estimator was
+trained unzoomed, else the wrapper renders them itself (with the estimator's
+zoom), with the env's visual randomization. The ``cameras`` key
 is dropped from the observations unless ``keep_images=True``. In the vector
 env, terminal observations are estimated too when the env has the ``cameras``
 key (their images were taken before the automatic reset); otherwise they keep
@@ -37,7 +38,8 @@ def _estimator(estimator) -> PoseEstimator:
 def _fits(space: gym.spaces.Dict, estimator: PoseEstimator, antialias) -> bool:
     box = space.spaces.get(CAMERAS_KEY)
     return (box is not None and tuple(box.shape) == estimator.image_shape
-            and antialias == int(estimator.render.get("antialias", antialias)))
+            and antialias == int(estimator.render.get("antialias", antialias))
+            and float(estimator.render.get("zoom", 1.0)) == 1.0)  # the env's camera images are unzoomed
 
 
 def replace_pose(obs: dict[str, np.ndarray], position: np.ndarray, quat: np.ndarray, rows=None) -> None:
@@ -75,7 +77,7 @@ class VisionObservation(gym.ObservationWrapper):
 
             r = self.estimator.render
             self._renderer = MultiCameraRenderer(sim, int(r["height"]), int(r["width"]), cameras=r["cameras"],
-                                                 antialias=int(r["antialias"]))
+                                                 antialias=int(r["antialias"]), zoom=float(r.get("zoom", 1.0)))
         self.keep_images = keep_images
         spaces = dict(space.spaces)
         if keep_images and CAMERAS_KEY not in spaces:
@@ -123,7 +125,7 @@ class VisionVecEnv(VecEnvWrapper):
 
             r = self.estimator.render
             self._renderer = MultiCameraRenderer(sim, int(r["height"]), int(r["width"]), cameras=r["cameras"],
-                                                 antialias=int(r["antialias"]))
+                                                 antialias=int(r["antialias"]), zoom=float(r.get("zoom", 1.0)))
         self.keep_images = keep_images
         spaces = dict(space.spaces)
         if keep_images:

@@ -52,10 +52,14 @@ class MultiCameraRenderer:
         hidden_group: a geom group hidden unless ``render(show_hidden=True)`` (the goal marker).
         antialias: multisamples per pixel (0 turns antialiasing off, about 2-3x faster with
             software GL); None keeps the model's ``offsamples``.
+        zoom: magnification of every camera (>= 1): the image is the central 1/zoom of the
+            camera's view (its field of view narrowed so that tan(fovy / 2) shrinks by zoom) at
+            height x width pixels. The same pixels as rendering zoom times larger and cropping the
+            centre, at the cost of the smaller image; applied on top of any randomized fovy.
     """
 
     def __init__(self, sim, height: int, width: int, cameras: Sequence[str] | None = None,
-                 hidden_group: int | None = None, antialias: int | None = None):
+                 hidden_group: int | None = None, antialias: int | None = None, zoom: float = 1.0):
         self.sim = sim
         self.model = copy.copy(sim.model)
         m = self.model
@@ -67,6 +71,9 @@ class MultiCameraRenderer:
                 raise ValueError(f"antialias must be 0 to 16 samples per pixel; got {antialias}")
             m.vis.quality.offsamples = int(antialias)
         self.antialias = int(m.vis.quality.offsamples)
+        if not 1.0 <= float(zoom) <= 16.0:
+            raise ValueError(f"zoom must be 1 to 16 (a magnification); got {zoom}")
+        self.zoom = float(zoom)
         names = list(cameras) if cameras is not None else [m.camera(c).name for c in range(m.ncam)]
         ids = []
         for name in names:
@@ -158,12 +165,19 @@ class MultiCameraRenderer:
         if out is None:
             out = np.empty(self.shape, dtype=np.uint8)
         cat = mujoco.mjtCatBit.mjCAT_ALL.value
-        for k, cam in enumerate(self.camera_ids):
-            self._camera.fixedcamid = int(cam)
-            mujoco.mjv_updateScene(m, d, self._option, None, self._camera, cat, self._scene)
-            mujoco.mjr_render(self._rect, self._scene, self._con)
-            mujoco.mjr_readPixels(self._frame, None, self._rect, self._con)
-            out[k] = self._frame[::-1]  # OpenGL rows run bottom-up
+        fovy = m.cam_fovy.copy() if self.zoom != 1.0 else None
+        if fovy is not None:  # narrowed for these images only, from this copy's (randomized) values
+            m.cam_fovy[:] = np.rad2deg(2.0 * np.arctan(np.tan(np.deg2rad(fovy) / 2.0) / self.zoom))
+        try:
+            for k, cam in enumerate(self.camera_ids):
+                self._camera.fixedcamid = int(cam)
+                mujoco.mjv_updateScene(m, d, self._option, None, self._camera, cat, self._scene)
+                mujoco.mjr_render(self._rect, self._scene, self._con)
+                mujoco.mjr_readPixels(self._frame, None, self._rect, self._con)
+                out[k] = self._frame[::-1]  # OpenGL rows run bottom-up
+        finally:
+            if fovy is not None:
+                m.cam_fovy[:] = fovy
         if effects and visual is not None:
             visual.image_effects(i, out, self.camera_ids)
         return out

@@ -12,7 +12,7 @@ import numpy as np
 
 def preview_grid(randomization, n: int = 16, height: int = 128, width: int = 128, seed: int = 0,
                  columns: int = 4, n_envs: int = 8, show_goal: bool = False, progress: bool = False,
-                 antialias: int | None = None) -> np.ndarray:
+                 antialias: int | None = None, zoom: float = 1.0) -> np.ndarray:
     """(rows * (height + 2), columns * (cameras * width + 2), 3) uint8 grid of ``n`` randomized episode starts."""
     from tqdm import tqdm
 
@@ -26,7 +26,7 @@ def preview_grid(randomization, n: int = 16, height: int = 128, width: int = 128
     sim = HandCubeSim(min(n, n_envs), config, nthread=1)
     sim.set_randomization(None if randomization in (None, "", "none") else randomization)
     renderer = MultiCameraRenderer(sim, height, width, cameras=[c.name for c in config.scene.cameras],
-                                   hidden_group=scene_mod.GOAL_GEOM_GROUP, antialias=antialias)
+                                   hidden_group=scene_mod.GOAL_GEOM_GROUP, antialias=antialias, zoom=zoom)
     cells = []
     try:
         with tqdm(total=n, desc="preview", unit="view", disable=not progress) as bar:

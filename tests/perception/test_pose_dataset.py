@@ -76,6 +76,15 @@ def test_damaged_shard_is_rendered_again_and_other_settings_refused(tmp_path, st
         write_dataset(tmp_path, other, N, progress=False)
     with pytest.raises(DatasetError, match="no manifest.json"):
         load_dataset(tmp_path / "nothing")
+    zoomed = DatasetSettings(randomization="dactyl", height=24, width=24, seed=3, shard_size=4, antialias=0, zoom=2.0)
+    with pytest.raises(DatasetError, match=r"other settings \(zoom\)"):
+        write_dataset(tmp_path, zoomed, N, progress=False)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    del manifest["settings"]["zoom"]  # a dataset from before zoom existed: unzoomed, and still resumes
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    rendered = []
+    write_dataset(tmp_path, SETTINGS, N, n_envs=4, progress=False, on_shard=rendered.append)
+    assert rendered == []
 
 
 def test_a_sample_depends_only_on_its_seed():

@@ -57,6 +57,29 @@ def test_pose_loss_units_and_summary():
     assert report["n"] == 2 and report["position_mm"]["median"] == 2.5 and report["rotation_deg"]["p90"] == 0.0
 
 
+def test_distance_loss_has_constant_size_gradients():
+    true_position = torch.zeros(1, 3)
+    true_quat = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    half = math.radians(10.0) / 2
+    quat = torch.tensor([[math.cos(half), math.sin(half), 0.0, 0.0]])
+    _, parts = pose_loss(torch.tensor([[0.0, 0.03, 0.04]]), quat, true_position, true_quat, position_scale=0.01,
+                         rotation_weight=1.0, kind="distance")
+    assert float(parts["position"]) == pytest.approx(5.0, abs=1e-3)  # 5 cm in units of 1 cm, not squared
+    assert float(parts["orientation"]) == pytest.approx(math.sin(half), abs=1e-3)
+    grads = []
+    for offset in (1e-3, 1e-5):  # the gradient's size does not fade with the error (it does for "squared")
+        position = torch.tensor([[offset, 0.0, 0.0]], requires_grad=True)
+        loss, _ = pose_loss(position, true_quat, true_position, true_quat, 0.01, 1.0, kind="distance")
+        loss.backward()
+        grads.append(float(position.grad.norm()))
+    assert grads[1] == pytest.approx(grads[0], rel=0.05)
+    exact = torch.zeros(1, 3, requires_grad=True)
+    pose_loss(exact, true_quat, true_position, true_quat, 0.01, 1.0, kind="distance")[0].backward()
+    assert torch.isfinite(exact.grad).all()
+    with pytest.raises(ValueError, match="kind must be one of"):
+        pose_loss(exact, true_quat, true_position, true_quat, 0.01, 1.0, kind="huber")
+
+
 def test_spatial_softmax_finds_the_peak():
     maps = torch.full((1, 2, 9, 11), -50.0)
     maps[0, 0, 0, 0] = 50.0  # top left

@@ -111,6 +111,37 @@ def test_cli_train_then_eval_reports_json(dataset, tmp_path, capsys):
     assert report[dataset.name]["position_mm"]["median"] == pytest.approx(float(np.median(mm)), abs=1e-3)
 
 
+def test_a_zoomed_dataset_trains_an_estimator_that_renders_and_evaluates_zoomed(dataset, tmp_path, capsys):
+    zoomed = tmp_path / "zoomed"
+    assert cli.main(["pose", "dataset", "--n", "24", "--height", "24", "--width", "24", "--antialias", "0",
+                     "--zoom", "1.5", "--out", str(zoomed), "--quiet"]) == 0
+    assert "zoom 1.5" in capsys.readouterr().out
+    run = tmp_path / "run"
+    assert cli.main(["pose", "train", "--data", str(zoomed), "--preset", "tiny", "--run-dir", str(run), "--quiet",
+                     "--set", "run.torch_threads=1", "--set", "data.holdout=4", "--set", "optim.loss=distance"]) == 0
+    capsys.readouterr()
+    estimator = PoseEstimator.load(run)
+    assert estimator.render["zoom"] == 1.5
+    assert cli.main(["pose", "eval", "--estimator", str(run), "--n", "4", "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["zoom"] == 1.5 and load_dataset(run / "eval_data" / "randomized").settings["zoom"] == 1.5
+    assert cli.main(["pose", "eval", "--estimator", str(run), "--data", str(dataset), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "rendered at zoom 1" in err and "--zoom 1.5" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit):
+        cli.main(["pose", "dataset", "--n", "2", "--zoom", "0.5", "--out", str(tmp_path / "z")])
+    assert "--zoom: must be 1-16" in capsys.readouterr().err
+    from simreal.envs.vec_env import HandCubeVecEnv
+    from simreal.perception.wrapper import VisionVecEnv
+
+    venv = HandCubeVecEnv(1, nthread=1, camera_obs=(24, 24), camera_antialias=0, settle_time=0.0)
+    vision = VisionVecEnv(venv, estimator)  # the env's unzoomed images do not fit: it renders zoomed ones itself
+    assert vision._renderer is not None and vision._renderer.zoom == 1.5
+    venv.seed(0)
+    assert vision.reset()["object_pos"].shape == (1, 3)
+    vision.close()
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert cli.main(["pose", "train", "--run-dir", str(tmp_path / "r"), "--preset", "tiny"]) == 2
     assert "data.path: no dataset given" in capsys.readouterr().err

@@ -33,6 +33,7 @@ def test_preview_is_seeded_and_none_is_the_nominal_scene():
     np.testing.assert_array_equal(a, b)
     nominal = preview_grid("none", n=2, height=16, width=16, seed=4)
     assert not np.array_equal(a, nominal)
+    assert not np.array_equal(a, preview_grid("dactyl", n=2, height=16, width=16, seed=4, zoom=1.5))
 
 
 def test_preview_errors_are_one_line(tmp_path, capsys):
@@ -64,6 +65,24 @@ def test_renderer_options_and_errors():
         assert not np.array_equal(goal, plain)  # the translucent goal cube is drawn only when asked
     with pytest.raises(RuntimeError, match="after close"):
         all_cams.render(0)
+
+
+def test_zoom_shows_the_centre_of_the_view_and_restores_the_field_of_view():
+    sim = HandCubeSim(1, HandCubeConfig(settle_time=0.0))
+    sim.reset(np.array([0]))
+    fovy = sim.model.cam_fovy.copy()
+    with MultiCameraRenderer(sim, 64, 64, cameras=["cam_front"], antialias=0) as wide, \
+            MultiCameraRenderer(sim, 32, 32, cameras=["cam_front"], antialias=0, zoom=2.0) as zoomed, \
+            MultiCameraRenderer(sim, 32, 32, cameras=["cam_front"], antialias=0) as plain:
+        centre = wide.render(0)[0, 16:48, 16:48].astype(int)
+        near = zoomed.render(0)[0].astype(int)
+        again = zoomed.render(0)[0].astype(int)
+        far = plain.render(0)[0].astype(int)
+        np.testing.assert_array_equal(near, again)  # the narrowed field of view never compounds
+        np.testing.assert_array_equal(zoomed.model.cam_fovy, fovy)  # and is put back after each render
+        assert np.abs(near - centre).mean() < 0.3 * np.abs(far - centre).mean()  # the centre crop, magnified
+    with pytest.raises(ValueError, match="zoom must be 1 to 16"):
+        MultiCameraRenderer(sim, 16, 16, zoom=0.5)
 
 
 def _load(name):
