@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="with --save: name the file pose_accuracy_<tag>_<date>.json (a variant of the "
                              "default run, kept beside it instead of overwriting it)")
     args = parser.parse_args(argv)
-    name = tagged(parser, "pose_accuracy_quick" if args.quick else "pose_accuracy", args.tag)
+    result_name = tagged(parser, "pose_accuracy_quick" if args.quick else "pose_accuracy", args.tag)
     budget = dict(QUICK if args.quick else FULL)
     for key in budget:
         if getattr(args, key) is not None:
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
         "seconds": times,
         "machine": machine(),
     }
-    emit(name, result, args.save)
+    emit(result_name, result, args.save)
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 

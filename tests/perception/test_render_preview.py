@@ -102,9 +102,14 @@ def test_render_throughput_reports_its_keys(capsys):
 
 
 def test_pose_accuracy_runs_end_to_end(tmp_path, capsys):
-    result = _load("pose_accuracy").main(["--quick", "--train-n", "24", "--eval-n", "6", "--steps", "4",
-                                          "--height", "16", "--width", "16", "--preset", "tiny", "--quiet",
-                                          "--torch-threads", "1", "--out", str(tmp_path)])
+    module = _load("pose_accuracy")
+    saved = []
+    module.emit = lambda name, result, save: saved.append((name, save))  # not into benchmarks/results/
+    result = module.main(["--quick", "--train-n", "24", "--eval-n", "6", "--steps", "4", "--height", "16",
+                          "--width", "16", "--preset", "tiny", "--quiet", "--torch-threads", "1", "--zoom", "1.5",
+                          "--out", str(tmp_path), "--save", "--tag", "variant"])
+    assert saved == [("pose_accuracy_quick_variant", True)]  # the tagged file name, whatever the loops call things
+    assert result["settings"]["zoom"] == 1.5
     for name in ("randomized", "unrandomized"):
         assert result[name]["n"] == 6 and result[name]["position_mm"]["median"] > 0
         assert result[name]["mean_pose_baseline"]["rotation_deg"]["median"] > 0
