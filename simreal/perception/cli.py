@@ -259,7 +259,9 @@ def _add_pose(sub) -> None:
         epilog="examples:\n"
                "  simreal pose dataset --randomization dactyl --n 20000 --out data/pose-train\n"
                "  simreal pose dataset --randomization dactyl --n 1000 --seed 1000000 --out data/pose-val\n"
-               "  simreal pose dataset --randomization none --n 1000 --seed 1000000 --out data/pose-plain")
+               "  simreal pose dataset --randomization none --n 1000 --seed 1000000 --out data/pose-plain\n"
+               "  simreal pose dataset --randomization dactyl --n 24000 --zoom 1.5 --antialias 0 --out data/pose-zoomed"
+               "   # as benchmarks/pose_accuracy.py")
     ds.add_argument("--randomization", default="dactyl", metavar="FILE",
                     help="randomization YAML, a path or a shipped name (default dactyl; 'none': nominal scene)")
     ds.add_argument("--n", type=_positive_int, required=True, help="number of samples")
@@ -282,7 +284,8 @@ def _add_pose(sub) -> None:
         description=_wrap(
             "Train the pose CNN (simreal/perception/model.py: a convolutional trunk shared by the three cameras, "
             "spatial softmax keypoints, a fused head predicting position and a unit quaternion; the orientation "
-            "loss 1 - <q, q_hat>^2 does not care about the quaternion's sign). The config is "
+            "loss, sin of half the angle (optim.loss: distance) or its square (squared), does not care about the "
+            "quaternion's sign). The config is "
             "simreal/perception/configs.yaml: its defaults, each --preset in order, then each --set; run.steps "
             "counts minibatches. The resolved config is saved as RUN_DIR/config.yaml, logs (train/, eval/ on the "
             "dataset's held-out tail, time/) go to RUN_DIR/tb and RUN_DIR/metrics.jsonl, checkpoints to "
