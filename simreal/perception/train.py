@@ -98,8 +98,9 @@ class PoseTrainer:
         o = cfg["optim"]
         if o["schedule"] not in SCHEDULES:
             raise ConfigError(f"optim.schedule: expected one of {', '.join(SCHEDULES)}, got {o['schedule']!r}")
-        if o.get("loss", "squared") not in LOSSES:
-            raise ConfigError(f"optim.loss: expected one of {', '.join(LOSSES)}, got {o.get('loss')!r}")
+        self.loss_kind = o.get("loss", "squared")  # configs saved before optim.loss trained the squared loss
+        if self.loss_kind not in LOSSES:
+            raise ConfigError(f"optim.loss: expected one of {', '.join(LOSSES)}, got {self.loss_kind!r}")
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=float(o["lr"]), weight_decay=float(o["weight_decay"]))
         self.rng = make_rng(seed, "pose-train", "batches")
         self.step = 0
@@ -161,7 +162,6 @@ class PoseTrainer:
 
         r, o = self.cfg["run"], self.cfg["optim"]
         scale, weight = float(self.cfg["model"]["position_scale"]), float(o["rotation_weight"])
-        kind = str(o.get("loss", "squared"))
         self.net.train()
         last: dict[str, float] = {}
         window = {"loss": 0.0, "position": 0.0, "orientation": 0.0, "n": 0}
@@ -176,7 +176,7 @@ class PoseTrainer:
                     group["lr"] = self.lr_at(self.step)
                 images, position, quat = self._batch()
                 pred_pos, pred_quat = self.net(images)
-                loss, parts = pose_loss(pred_pos, pred_quat, position, quat, scale, weight, kind)
+                loss, parts = pose_loss(pred_pos, pred_quat, position, quat, scale, weight, self.loss_kind)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt.step()
