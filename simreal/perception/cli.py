@@ -184,7 +184,7 @@ def evaluate_estimator(estimator_path, data_dirs=(), n: int = 500, seed: int = 1
     estimator = PoseEstimator.load(estimator_path, device=device)
     r = estimator.render
     report = {"estimator": str(estimator_path), "resolution": [int(r["height"]), int(r["width"])],
-              "cameras": list(r["cameras"]), "antialias": int(r["antialias"]), "zoom": float(r.get("zoom", 1.0)),
+              "cameras": list(r["cameras"]), "antialias": int(r["antialias"]), "zoom": r["zoom"],
               "trained_steps": estimator.info.get("step"), "trained_on": estimator.info.get("randomization")}
     sets: list[tuple[str, pathlib.Path, str | None]] = []
     if data_dirs:
@@ -199,7 +199,7 @@ def evaluate_estimator(estimator_path, data_dirs=(), n: int = 500, seed: int = 1
         if randomization is not None:
             settings = DatasetSettings(randomization=randomization, height=int(r["height"]), width=int(r["width"]),
                                        seed=seed, shard_size=500, antialias=int(r["antialias"]),
-                                       zoom=float(r.get("zoom", 1.0)), cameras=tuple(r["cameras"]))
+                                       zoom=r["zoom"], cameras=tuple(r["cameras"]))
             write_dataset(folder, settings, n, progress=progress)
         data = load_dataset(folder, limit=n if randomization is not None else None)
         result = evaluate(estimator, data)

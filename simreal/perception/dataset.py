@@ -213,6 +213,7 @@ def read_manifest(folder: str | os.PathLike) -> dict:
         raise DatasetError(f"{path}: unreadable manifest ({exc})") from None
     if data.get("format") != FORMAT or data.get("version") != VERSION:
         raise DatasetError(f"{path}: not a {FORMAT} v{VERSION} manifest")
+    data["settings"].setdefault("zoom", 1.0)  # manifests from before zoom are unzoomed
     return data
 
 
@@ -234,7 +235,6 @@ def write_dataset(folder: str | os.PathLike, settings: DatasetSettings, n: int, 
     path = folder / "manifest.json"
     if path.exists():
         manifest = read_manifest(folder)
-        manifest["settings"].setdefault("zoom", 1.0)  # manifests from before zoom are unzoomed
         if manifest["settings"] != wanted:
             diff = sorted(k for k in wanted if manifest["settings"].get(k) != wanted[k])
             raise DatasetError(f"{folder}: holds a dataset made with other settings ({', '.join(diff)}); "

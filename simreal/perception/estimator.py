@@ -48,7 +48,7 @@ class PoseEstimator:
                  device: str | torch.device = "cpu"):
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
-        self.render = dict(render)
+        self.render = {"zoom": 1.0, **render}  # exports from before zoom are unzoomed
         self.info = dict(info or {})
 
     @classmethod

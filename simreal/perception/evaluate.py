@@ -30,7 +30,7 @@ def summarize(position_mm: np.ndarray, rotation_deg: np.ndarray) -> dict:
 
 def evaluate(estimator, data: PoseData, batch_size: int = 256) -> dict:
     """Errors of ``estimator`` (a `PoseEstimator`) on a dataset: summary dict."""
-    zoom, trained = float(data.settings.get("zoom", 1.0)), float(estimator.render.get("zoom", 1.0))
+    zoom, trained = data.settings["zoom"], estimator.render["zoom"]
     if zoom != trained:
         raise DatasetError(f"the dataset was rendered at zoom {zoom:g} but the estimator was trained on zoom "
                            f"{trained:g} images; render one with --zoom {trained:g}")

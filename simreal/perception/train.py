@@ -91,7 +91,7 @@ class PoseTrainer:
             raise ConfigError(f"model: {exc}") from None
         self.render = {"cameras": list(settings["cameras"]), "height": int(settings["height"]),
                        "width": int(settings["width"]), "antialias": int(settings.get("antialias", 4)),
-                       "zoom": float(settings.get("zoom", 1.0))}
+                       "zoom": float(settings["zoom"])}
         seed = int(cfg["run"]["seed"])
         torch.manual_seed(seed)
         self.net = PoseNet(self.net_config).to(self.device)

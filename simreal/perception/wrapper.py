@@ -39,7 +39,7 @@ def _fits(space: gym.spaces.Dict, estimator: PoseEstimator, antialias) -> bool:
     box = space.spaces.get(CAMERAS_KEY)
     return (box is not None and tuple(box.shape) == estimator.image_shape
             and antialias == int(estimator.render.get("antialias", antialias))
-            and float(estimator.render.get("zoom", 1.0)) == 1.0)  # the env's camera images are unzoomed
+            and estimator.render["zoom"] == 1.0)  # the env's camera images are unzoomed
 
 
 def replace_pose(obs: dict[str, np.ndarray], position: np.ndarray, quat: np.ndarray, rows=None) -> None:
@@ -77,7 +77,7 @@ class VisionObservation(gym.ObservationWrapper):
 
             r = self.estimator.render
             self._renderer = MultiCameraRenderer(sim, int(r["height"]), int(r["width"]), cameras=r["cameras"],
-                                                 antialias=int(r["antialias"]), zoom=float(r.get("zoom", 1.0)))
+                                                 antialias=int(r["antialias"]), zoom=r["zoom"])
         self.keep_images = keep_images
         spaces = dict(space.spaces)
         if keep_images and CAMERAS_KEY not in spaces:
@@ -125,7 +125,7 @@ class VisionVecEnv(VecEnvWrapper):
 
             r = self.estimator.render
             self._renderer = MultiCameraRenderer(sim, int(r["height"]), int(r["width"]), cameras=r["cameras"],
-                                                 antialias=int(r["antialias"]), zoom=float(r.get("zoom", 1.0)))
+                                                 antialias=int(r["antialias"]), zoom=r["zoom"])
         self.keep_images = keep_images
         spaces = dict(space.spaces)
         if keep_images:
