@@ -23,7 +23,8 @@ Pose sampling, per sample:
 
 Layout of a dataset folder::
 
-    DIR/manifest.json        settings, and the finished shards with their sha256
+    DIR/manifest.json        settings, the finished shards with their sha256, and ``seconds``: the
+                             render time of all passes together
     DIR/shard_00000.npz      images (n, cameras, H, W, 3) uint8, position (n, 3), quat (n, 4),
                              index (n,) sample numbers; written to a temporary name, then renamed
 """
@@ -89,6 +90,12 @@ class DatasetSettings:
         out = asdict(self)
         out["cameras"] = list(self.cameras)
         return out
+
+
+def default_workers() -> int:
+    """Rendering processes by default: the cores this process may use, at most 8 (one renderer per core)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cores))
 
 
 def sample_seed(seed: int, index: int) -> int:
@@ -217,17 +224,59 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     return data
 
 
+def _render_shard(sampler: PoseSampler, settings: DatasetSettings, folder: pathlib.Path, k: int, n: int) -> dict:
+    """Render shard k of an n-sample dataset into folder (a temporary name, then renamed); its manifest entry."""
+    size = settings.shard_size
+    start, count = k * size, min(size, n - k * size)
+    parts = []
+    for first in range(start, start + count, sampler.n_envs):
+        idx = range(first, min(first + sampler.n_envs, start + count))
+        parts.append(sampler.render([sample_seed(settings.seed, j) for j in idx]))
+    shard = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    shard["index"] = np.arange(start, start + count, dtype=np.int64)
+    file = folder / f"shard_{k:05d}.npz"
+    tmp = folder / f"shard_{k:05d}.tmp.npz"
+    with open(tmp, "wb") as f:
+        np.savez(f, **shard)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, file)
+    return {"shard": k, "file": file.name, "start": start, "count": count, "sha256": _sha256(file)}
+
+
+def _new_sampler(settings: DatasetSettings, n_envs: int) -> PoseSampler:
+    return PoseSampler(settings.randomization, settings.height, settings.width, n_envs=n_envs,
+                       sampling=settings.sampling, cameras=settings.cameras, antialias=settings.antialias,
+                       zoom=settings.zoom)
+
+
+_worker_sampler: PoseSampler | None = None  # one per rendering process (write_dataset's workers)
+
+
+def _worker_init(settings: DatasetSettings, n_envs: int) -> None:
+    global _worker_sampler
+    _worker_sampler = _new_sampler(settings, n_envs)
+
+
+def _worker_shard(settings: DatasetSettings, folder: pathlib.Path, k: int, n: int) -> dict:
+    return _render_shard(_worker_sampler, settings, folder, k, n)
+
+
 def write_dataset(folder: str | os.PathLike, settings: DatasetSettings, n: int, n_envs: int = 8,
-                  progress: bool = True, on_shard: Callable[[int], None] | None = None) -> dict:
+                  progress: bool = True, on_shard: Callable[[int], None] | None = None, workers: int = 1) -> dict:
     """Render ``n`` samples into ``folder`` in shards, resuming whatever an earlier run finished.
 
     Returns the manifest. ``on_shard(k)`` is called after shard k is safely on
-    disk (tests use it to interrupt a run).
+    disk (tests use it to interrupt a run). ``workers`` > 1 renders shards in
+    that many processes at once (the renderer is single-threaded: one per core);
+    a sample's pixels do not depend on which process rendered it.
     """
     from tqdm import tqdm
 
     if n < 1:
         raise DatasetError(f"n must be >= 1; got {n}")
+    if workers < 1:
+        raise DatasetError(f"workers must be >= 1; got {workers}")
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     fingerprint = _spec_fingerprint(settings.randomization)
@@ -253,40 +302,43 @@ def write_dataset(folder: str | os.PathLike, settings: DatasetSettings, n: int, 
             done[int(entry["shard"])] = entry
     todo = [k for k in range(n_shards) if k not in done or done[k]["count"] != min(size, n - k * size)]
     total = sum(min(size, n - k * size) for k in todo)
-    sampler = None
     t0 = time.perf_counter()
-    try:
-        with tqdm(total=total, desc=f"rendering {folder.name}", unit="sample", disable=not progress) as bar:
-            for k in todo:
-                if sampler is None:
-                    sampler = PoseSampler(settings.randomization, settings.height, settings.width,
-                                          n_envs=n_envs, sampling=settings.sampling, cameras=settings.cameras,
-                                          antialias=settings.antialias, zoom=settings.zoom)
-                start, count = k * size, min(size, n - k * size)
-                parts = []
-                for first in range(start, start + count, sampler.n_envs):
-                    idx = range(first, min(first + sampler.n_envs, start + count))
-                    parts.append(sampler.render([sample_seed(settings.seed, j) for j in idx]))
-                    bar.update(len(idx))
-                shard = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-                shard["index"] = np.arange(start, start + count, dtype=np.int64)
-                file = folder / f"shard_{k:05d}.npz"
-                tmp = folder / f"shard_{k:05d}.tmp.npz"
-                with open(tmp, "wb") as f:
-                    np.savez(f, **shard)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, file)
-                done[k] = {"shard": k, "file": file.name, "start": start, "count": count, "sha256": _sha256(file)}
-                manifest["shards"] = [done[j] for j in sorted(done)]
-                _write_json_atomic(path, manifest)
-                if on_shard is not None:
-                    on_shard(k)
-    finally:
-        if sampler is not None:
-            sampler.close()
+    rendered_before = float(manifest.get("seconds", 0.0))  # render time of earlier passes
+
+    def finished(entry: dict, bar) -> None:
+        done[entry["shard"]] = entry
+        manifest["shards"] = [done[j] for j in sorted(done)]
+        manifest["seconds"] = round(rendered_before + time.perf_counter() - t0, 2)
+        _write_json_atomic(path, manifest)
+        bar.update(entry["count"])
+        if on_shard is not None:
+            on_shard(entry["shard"])
+
+    workers = min(workers, len(todo))
+    with tqdm(total=total, desc=f"rendering {folder.name}", unit="sample", disable=not progress) as bar:
+        if workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            # spawn, not fork: each process opens its own GL context from a clean start
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_worker_init, initargs=(settings, n_envs)) as pool:
+                futures = [pool.submit(_worker_shard, settings, folder, k, n) for k in todo]
+                try:
+                    for future in as_completed(futures):
+                        finished(future.result(), bar)
+                except BaseException:  # an interrupt or a failed shard: stop handing out shards
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+        elif todo:
+            sampler = _new_sampler(settings, n_envs)
+            try:
+                for k in todo:
+                    finished(_render_shard(sampler, settings, folder, k, n), bar)
+            finally:
+                sampler.close()
     manifest["shards"] = [done[j] for j in sorted(done)]
-    manifest["seconds"] = round(time.perf_counter() - t0, 2)
+    manifest["seconds"] = round(rendered_before + time.perf_counter() - t0, 2)
     _write_json_atomic(path, manifest)
     return manifest
 

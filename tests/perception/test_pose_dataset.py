@@ -64,6 +64,21 @@ def test_interrupted_run_resumes_without_duplicates_or_gaps(tmp_path, straight):
         np.testing.assert_array_equal(getattr(resumed, key), getattr(straight, key))
 
 
+def test_rendering_processes_write_the_same_samples(tmp_path, straight):
+    write_dataset(tmp_path, SETTINGS, 4, n_envs=4, progress=False)  # shard 0 serially, then a parallel resume
+    first = json.loads((tmp_path / "manifest.json").read_text())["seconds"]
+    rendered = []
+    manifest = write_dataset(tmp_path, SETTINGS, N, n_envs=4, progress=False, on_shard=rendered.append, workers=2)
+    assert sorted(rendered) == [1, 2]  # each missing shard once, in whichever order the processes finish
+    assert [e["shard"] for e in manifest["shards"]] == [0, 1, 2]
+    assert manifest["seconds"] > first  # the render time of both passes
+    data = load_dataset(tmp_path)
+    for key in ("images", "position", "quat", "index"):
+        np.testing.assert_array_equal(getattr(data, key), getattr(straight, key))
+    with pytest.raises(DatasetError, match="workers must be >= 1"):
+        write_dataset(tmp_path, SETTINGS, N, progress=False, workers=0)
+
+
 def test_damaged_shard_is_rendered_again_and_other_settings_refused(tmp_path, straight):
     write_dataset(tmp_path, SETTINGS, 8, n_envs=4, progress=False)
     (tmp_path / "shard_00001.npz").write_bytes(b"garbage")
