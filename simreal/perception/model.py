@@ -116,11 +116,14 @@ class PoseNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = images.shape[0]
-        maps = self.trunk(self.standardize(images))
-        features = self.keypoints(maps)
-        if self.config.presence:
-            features = torch.cat([features, maps.amax(dim=(2, 3))], dim=1)
-        out = self.head(features.reshape(n, -1))
+        maps = self.trunk(self.standardize(images)).float()
+        # under a bfloat16 autocast (PoseTrainer's run.precision) only the trunk runs in bfloat16: the
+        # keypoints' expected positions and the regression head need float32's precision
+        with torch.autocast(maps.device.type, enabled=False):
+            features = self.keypoints(maps)
+            if self.config.presence:
+                features = torch.cat([features, maps.amax(dim=(2, 3))], dim=1)
+            out = self.head(features.reshape(n, -1))
         position = self.center + self.config.position_scale * out[:, :3]
         if self.config.rotation == "6d":
             quat = matrix_to_quat(rotation_6d_to_matrix(out[:, 3:]))

@@ -8,7 +8,9 @@ shortened) or decayed to zero over ``run.steps`` along a half cosine
 (``optim.schedule: cosine``). Every
 ``run.checkpoint_every`` steps it writes a checkpoint (weights, optimizer, RNG
 states: ``torch.load(weights_only=True)``) and the estimator export
-``RUN_DIR/pose_estimator.pt``; ``--resume`` continues from the last checkpoint
+``RUN_DIR/pose_estimator.pt``; ``run.precision`` (``auto``: bfloat16 where the
+device has it natively) trains the conv trunk under a bfloat16 autocast, while
+held-out evaluation and the export run in float32; ``--resume`` continues from the last checkpoint
 and repeats the uninterrupted run's minibatches exactly. Metrics: ``train/``
 (loss, its position and orientation parts, batch median errors, lr),
 ``eval/`` (held-out median and 90th percentile errors) and ``time/``.
@@ -35,6 +37,7 @@ from simreal.training.run import (
     capture_global_rng,
     generator_state,
     pick_device,
+    pick_precision,
     restore_generator,
     restore_global_rng,
 )
@@ -51,6 +54,18 @@ def _positive(cfg: dict, section: str, key: str, kind=int) -> Any:
     return kind(value)
 
 
+def shift_images(images: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """(N, H, W, C) images, each moved by its (dy, dx) pixels in ``offsets`` (N, 2); edge pixels fill in.
+
+    Output pixel (y, x) is input pixel (y + dy, x + dx), clamped to the image: the view of a camera
+    turned by about dy, dx pixels' worth of angle (at 64 px and zoom 1.5, about 0.5 degrees a pixel).
+    """
+    n, h, w = images.shape[:3]
+    ys = (torch.arange(h)[None, :] + offsets[:, :1]).clamp(0, h - 1)  # (N, H)
+    xs = (torch.arange(w)[None, :] + offsets[:, 1:]).clamp(0, w - 1)  # (N, W)
+    return images[torch.arange(n)[:, None, None], ys[:, :, None], xs[:, None, :]]
+
+
 class PoseTrainer:
     """One training run of the pose CNN (see the module docstring)."""
 
@@ -62,6 +77,7 @@ class PoseTrainer:
         if threads > 0:
             torch.set_num_threads(threads)
         self.device = pick_device(str(cfg["run"]["device"]))
+        self.precision = pick_precision(str(cfg["run"].get("precision", "fp32")), self.device)  # older configs: fp32
         self.total_steps = _positive(cfg, "run", "steps")
         self.batch_size = _positive(cfg, "optim", "batch_size")
         for key in ("checkpoint_every", "eval_every", "log_every"):
@@ -102,7 +118,12 @@ class PoseTrainer:
         if self.loss_kind not in LOSSES:
             raise ConfigError(f"optim.loss: expected one of {', '.join(LOSSES)}, got {self.loss_kind!r}")
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=float(o["lr"]), weight_decay=float(o["weight_decay"]))
-        self.rng = make_rng(seed, "pose-train", "batches")
+        self.rng = make_rng(seed, "pose-train", "batches")  # minibatches and their image shifts
+        self.shift = cfg["data"].get("augment_shift", 0)  # older configs: no augmentation
+        most = min(self.net_config.height, self.net_config.width) // 4
+        if isinstance(self.shift, bool) or not isinstance(self.shift, int) or not 0 <= self.shift <= most:
+            raise ConfigError(f"data.augment_shift: expected a whole number of pixels from 0 to {most}, "
+                              f"got {self.shift!r}")
         self.step = 0
         if run.resume and run.latest_checkpoint() is not None:
             self._restore(run.load_checkpoint())
@@ -154,7 +175,12 @@ class PoseTrainer:
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         idx = torch.from_numpy(self.rng.integers(0, self.n_train, self.batch_size))
-        return (self.images[idx].to(self.device), self.position[idx].to(self.device), self.quat[idx].to(self.device))
+        images = self.images[idx]
+        if self.shift:
+            n, cams = images.shape[:2]
+            offsets = torch.from_numpy(self.rng.integers(-self.shift, self.shift + 1, (n * cams, 2)))
+            images = shift_images(images.flatten(0, 1), offsets).reshape(images.shape)
+        return (images.to(self.device), self.position[idx].to(self.device), self.quat[idx].to(self.device))
 
     def train(self, max_seconds: float | None = None) -> dict[str, float]:
         """Train to ``run.steps`` (or until max_seconds pass); returns the last logged metrics."""
@@ -175,7 +201,8 @@ class PoseTrainer:
                 for group in self.opt.param_groups:
                     group["lr"] = self.lr_at(self.step)
                 images, position, quat = self._batch()
-                pred_pos, pred_quat = self.net(images)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                    pred_pos, pred_quat = self.net(images)
                 loss, parts = pose_loss(pred_pos, pred_quat, position, quat, scale, weight, self.loss_kind)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -233,7 +260,7 @@ class PoseTrainer:
     def describe(self) -> str:
         c = self.net_config
         return (f"{c.cameras} cameras at {c.height}x{c.width}, {len(self.data)} samples ({self.n_train} for training), "
-                f"{count_parameters(self.net)} parameters, batch {self.batch_size}, device {self.device}")
+                f"{count_parameters(self.net)} parameters, batch {self.batch_size}, device {self.device}, {self.precision}")
 
     def close(self) -> None:
         self.logger.close()

@@ -58,6 +58,85 @@ def test_the_quaternion_head_with_a_cosine_schedule_learns_too(dataset, tmp_path
     assert PoseEstimator.load(tmp_path / "run" / "pose_estimator.pt").net.config.rotation == "quat"
 
 
+def test_bf16_precision_runs_the_trunk_in_bfloat16_and_the_head_in_float32(dataset, tmp_path):
+    trainer = PoseTrainer(config(dataset, steps=160, **{"optim.batch_size": 16, "run.precision": "bf16"}),
+                          RunDir(tmp_path / "run"), progress=False)
+    assert trainer.precision == "bf16" and trainer.describe().endswith("bf16")
+    first = {}
+
+    def note(name):
+        def hook(module, inputs, out):  # returns None: the output is left as it is
+            first.setdefault(name, out.dtype)
+        return hook
+
+    trainer.net.trunk.register_forward_hook(note("trunk"))
+    trainer.net.head.register_forward_hook(note("head"))
+    trainer.train()
+    trainer.close()
+    assert first == {"trunk": torch.bfloat16, "head": torch.float32}  # in the first training step
+    steps, loss = read_metrics(tmp_path / "run" / "metrics.jsonl")["train/loss"]
+    assert loss[-3:].mean() < 0.75 * loss[:3].mean()
+    assert next(trainer.net.parameters()).dtype == torch.float32  # the weights (and the export) stay float32
+    estimator = PoseEstimator.load(tmp_path / "run" / "pose_estimator.pt")
+    position, quat = estimator.net(torch.from_numpy(load_dataset(dataset).images[:4]))
+    assert position.dtype == torch.float32 and torch.isfinite(position).all() and torch.isfinite(quat).all()
+
+
+def test_precision_names(dataset, tmp_path):
+    from simreal.training.config import ConfigError
+    from simreal.training.run import native_bf16, pick_precision
+
+    cpu = torch.device("cpu")
+    assert pick_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")
+    assert pick_precision("fp32", cpu) == "fp32" and pick_precision("bf16", cpu) == "bf16"
+    with pytest.raises(ConfigError, match="precision: expected one of auto, fp32, bf16, got 'half'"):
+        PoseTrainer(config(dataset, **{"run.precision": "half"}), RunDir(tmp_path / "run"), progress=False)
+
+
+def test_shifted_images_move_by_their_offsets_and_repeat_the_edge():
+    from simreal.perception.train import shift_images
+
+    images = torch.arange(2 * 5 * 6 * 3, dtype=torch.int64).reshape(2, 5, 6, 3).to(torch.uint8)
+    out = shift_images(images, torch.tensor([[0, 0], [1, -2]]))
+    assert out.dtype == torch.uint8 and out.shape == images.shape
+    torch.testing.assert_close(out[0], images[0])
+    torch.testing.assert_close(out[1, :4, 2:], images[1, 1:, :4])  # pixel (y, x) comes from (y + 1, x - 2)
+    torch.testing.assert_close(out[1, 4, 2:], images[1, 4, :4])  # below the last row: the last row again
+    torch.testing.assert_close(out[1, :4, 0], images[1, 1:, 0])  # left of the first column: the first column
+
+
+def test_augmented_training_shifts_images_resumes_exactly_and_checks_the_shift(dataset, tmp_path):
+    from simreal.training.config import ConfigError
+
+    def trainer(name, steps, shift=2, resume=False):
+        cfg = config(dataset, steps=steps, **{"data.augment_shift": shift})
+        run = RunDir(tmp_path / name, resume=resume)
+        if not resume:
+            run.save_config(cfg)
+        return PoseTrainer(cfg, run, progress=False)
+
+    plain, shifted = trainer("p", 20, shift=0), trainer("s", 20)
+    (a, pos_a, _), (b, pos_b, _) = plain._batch(), shifted._batch()
+    torch.testing.assert_close(pos_a, pos_b)  # the same samples, but moved
+    assert not torch.equal(a, b) and a.shape == b.shape
+    plain.close()
+    shifted.close()
+    straight = trainer("a", 20)
+    straight.train()
+    straight.close()
+    first = trainer("b", 10)
+    first.train()
+    first.close()
+    resumed = trainer("b", 20, resume=True)
+    resumed.train()
+    resumed.close()
+    for key, value in straight.net.state_dict().items():
+        torch.testing.assert_close(value, resumed.net.state_dict()[key], rtol=0, atol=0, msg=key)
+    for bad in (-1, 7):  # 24 px images: at most 6 (a float is refused by the config layer)
+        with pytest.raises(ConfigError, match="data.augment_shift: expected a whole number of pixels from 0 to 6"):
+            trainer("c", 20, shift=bad)
+
+
 def test_an_unknown_schedule_is_a_config_error(dataset, tmp_path):
     from simreal.training.config import ConfigError
 
