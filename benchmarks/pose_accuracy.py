@@ -5,7 +5,7 @@ Stages (each timed; datasets are cached in --out and resumed, so a second run on
 1. render the training set: --train-n samples under randomizations/dactyl.yaml (physics and
    Table 9 visual randomization), the hand in random poses, the cube in and around it, at 64x64
    px per camera with the cameras zoomed 1.5x (--zoom: the central 2/3 of each view, where the
-   cube is; it is then about 22 px wide instead of 15);
+   cube is; it is then about 22 px wide instead of 15), in --render-workers processes;
 2. render two held-out sets of --eval-n samples, seeded away from the training set:
    ``randomized`` (the same file) and ``unrandomized`` (randomizations/none.yaml);
 3. train the CNN (simreal/perception/configs.yaml defaults, the learning rate halved every
@@ -43,12 +43,14 @@ from simreal.perception.train import CONFIG_PATH, PoseTrainer  # noqa: E402
 from simreal.training.config import resolve_config  # noqa: E402
 from simreal.training.run import RunDir  # noqa: E402
 
-# On a quiet 2-core machine the renders take about 14 min (24000 training samples: 767 s; the two
-# held-out sets: 51 s) and 16000 training steps about 39 min (6.8 steps/s): the hour's budget.
-# Results at 16000 steps (2026-11-21): unzoomed with the squared loss, on one torch thread beside
-# another job (69 min), 4.6 mm / 6.6 deg (results/pose_accuracy_6d_16k_1thread_2026-11-21.json);
-# zoom 1.5 with the distance loss, 5.2 mm / 4.9 deg (results/pose_accuracy_zoom15_distance_...).
-FULL = {"train_n": 24000, "eval_n": 1000, "steps": 16000, "train_minutes": 42.0}
+# On this 2-core machine: the renders, two processes, 63 samples/s (48000 training samples in about
+# 13 min); training, 6.1 steps/s on one torch thread beside another run (16000 steps: 43-48 min) and
+# about twice that alone (bf16 trunk: run.precision auto). Results at 16000 steps (2026-11-21, one
+# thread each): 24000 renders, fp32, no shift (2 threads): 5.2 mm / 4.9 deg
+# (results/pose_accuracy_zoom15_distance_2026-11-21.json); 48000 renders, bf16: 4.7 mm / 4.5 deg
+# (..._data48k_...); the same with data.augment_shift 2, now the default: 4.6 mm / 4.2 deg
+# (..._data48k_shift2_...).
+FULL = {"train_n": 48000, "eval_n": 1000, "steps": 16000, "train_minutes": 42.0}
 QUICK = {"train_n": 600, "eval_n": 100, "steps": 300, "train_minutes": 5.0}
 TARGET_MM, TARGET_DEG = 4.0, 4.0
 
