@@ -45,11 +45,11 @@ from simreal.training.run import RunDir  # noqa: E402
 
 # On this 2-core machine: the renders, two processes, 63 samples/s (48000 training samples in about
 # 13 min); training, 6.1 steps/s on one torch thread beside another run (16000 steps: 43-48 min) and
-# about twice that alone (bf16 trunk: run.precision auto). Results at 16000 steps (2026-11-21, one
-# thread each): 24000 renders, fp32, no shift (2 threads): 5.2 mm / 4.9 deg
-# (results/pose_accuracy_zoom15_distance_2026-11-21.json); 48000 renders, bf16: 4.7 mm / 4.5 deg
-# (..._data48k_...); the same with data.augment_shift 2, now the default: 4.6 mm / 4.2 deg
-# (..._data48k_shift2_...).
+# about twice that alone (bf16 trunk: run.precision auto). Results at 16000 steps (2026-11-21):
+# 24000 renders, fp32, no shift, 2 threads: 5.2 mm / 4.9 deg
+# (results/pose_accuracy_zoom15_distance_2026-11-21.json); 48000 renders, bf16, one thread each
+# beside the other: no shift 4.7 mm / 4.5 deg (..._data48k_...), data.augment_shift 2 (now the
+# default) 4.6 mm / 4.2 deg (..._data48k_shift2_...).
 FULL = {"train_n": 48000, "eval_n": 1000, "steps": 16000, "train_minutes": 42.0}
 QUICK = {"train_n": 600, "eval_n": 100, "steps": 300, "train_minutes": 5.0}
 TARGET_MM, TARGET_DEG = 4.0, 4.0

@@ -264,7 +264,7 @@ def _add_pose(sub) -> None:
                "  simreal pose dataset --randomization dactyl --n 20000 --out data/pose-train\n"
                "  simreal pose dataset --randomization dactyl --n 1000 --seed 1000000 --out data/pose-val\n"
                "  simreal pose dataset --randomization none --n 1000 --seed 1000000 --out data/pose-plain\n"
-               "  simreal pose dataset --randomization dactyl --n 24000 --zoom 1.5 --antialias 0 --out data/pose-zoomed"
+               "  simreal pose dataset --randomization dactyl --n 48000 --zoom 1.5 --antialias 0 --out data/pose-zoomed"
                "   # as benchmarks/pose_accuracy.py")
     ds.add_argument("--randomization", default="dactyl", metavar="FILE",
                     help="randomization YAML, a path or a shipped name (default dactyl; 'none': nominal scene)")

@@ -8,9 +8,10 @@ shortened) or decayed to zero over ``run.steps`` along a half cosine
 (``optim.schedule: cosine``). Every
 ``run.checkpoint_every`` steps it writes a checkpoint (weights, optimizer, RNG
 states: ``torch.load(weights_only=True)``) and the estimator export
-``RUN_DIR/pose_estimator.pt``; ``run.precision`` (``auto``: bfloat16 where the
-device has it natively) trains the conv trunk under a bfloat16 autocast, while
-held-out evaluation and the export run in float32; ``--resume`` continues from the last checkpoint
+``RUN_DIR/pose_estimator.pt``. ``run.precision`` (``auto``: bfloat16 where the
+device has it natively) trains the conv trunk under a bfloat16 autocast; held-out
+evaluation and the export run in float32. ``data.augment_shift`` moves each
+training image by a few pixels. ``--resume`` continues from the last checkpoint
 and repeats the uninterrupted run's minibatches exactly. Metrics: ``train/``
 (loss, its position and orientation parts, batch median errors, lr),
 ``eval/`` (held-out median and 90th percentile errors) and ``time/``.
