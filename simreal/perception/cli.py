@@ -9,7 +9,6 @@ import sys
 import time
 
 from simreal.cli import _positive_int, _wrap  # one help layout and one "whole number >= 1" parser
-from simreal.perception.dataset import default_workers
 
 _FMT = argparse.RawDescriptionHelpFormatter
 
@@ -121,10 +120,11 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 # ------------------------------------------------------------------ pose dataset
 def cmd_pose_dataset(args: argparse.Namespace) -> int:
-    from simreal.perception.dataset import DatasetError, DatasetSettings, write_dataset
+    from simreal.perception.dataset import DatasetError, DatasetSettings, default_workers, write_dataset
     from simreal.randomize.spec import RandomizationError
 
     randomization = _check_randomization(args.randomization)
+    workers = args.workers or default_workers()
     settings = DatasetSettings(randomization=randomization, height=args.height, width=args.width, seed=args.seed,
                                shard_size=args.shard_size, antialias=args.antialias, zoom=args.zoom)
     zoom = f", zoom {args.zoom:g}" if args.zoom != 1.0 else ""
@@ -133,12 +133,12 @@ def cmd_pose_dataset(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         manifest = write_dataset(args.out, settings, args.n, n_envs=args.n_envs, progress=not args.quiet,
-                                 workers=args.workers)
+                                 workers=workers)
     except (DatasetError, RandomizationError) as exc:
         raise _cli_error(exc) from None
     have = sum(e["count"] for e in manifest["shards"])
     print(f"done: {have} samples in {len(manifest['shards'])} shards under {args.out} "
-          f"(manifest.json; rendering took {time.perf_counter() - t0:.1f} s this run, {args.workers} worker(s))")
+          f"(manifest.json; rendering took {time.perf_counter() - t0:.1f} s this run, {workers} worker(s))")
     return 0
 
 
@@ -280,9 +280,9 @@ def _add_pose(sub) -> None:
                     help="camera magnification, 1-16 (default 1: the scene's cameras). 1.5 shows the central 2/3 "
                          "of each view: the cube about 1.5x larger in pixels at the same resolution and cost")
     ds.add_argument("--n-envs", type=_positive_int, default=8, help="simulation copies rendered per batch (8)")
-    ds.add_argument("--workers", type=_positive_int, default=default_workers(),
-                    help="rendering processes, each on its own shards (default: the machine's cores, "
-                         f"{default_workers()} here; the renderer uses one core each)")
+    ds.add_argument("--workers", type=_positive_int, default=None,
+                    help="rendering processes, each on its own shards (default: one per core, at most 8; "
+                         "the renderer uses one core each)")
     ds.add_argument("--quiet", action="store_true", help="no progress bar")
     ds.set_defaults(func=cmd_pose_dataset)
 
