@@ -438,9 +438,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         # user errors: ValueError/TypeError (bad values), and every exception class simreal defines
         # (RandomizationError, ConfigError, RigError, RecordingError, ...); anything else is a bug
-        if not (isinstance(exc, (ValueError, TypeError)) or type(exc).__module__.startswith("simreal.")):
+        # and mujoco's refusal of a MUJOCO_GL it does not know (raised when it first renders)
+        bad_gl = isinstance(exc, RuntimeError) and "MUJOCO_GL" in str(exc)
+        if not (bad_gl or isinstance(exc, (ValueError, TypeError)) or type(exc).__module__.startswith("simreal.")):
             raise
-        print(f"simreal {args.command}: error: {exc}", file=sys.stderr)
+        hint = " (headless: egl, or osmesa; with a display: glfw)" if bad_gl else ""
+        print(f"simreal {args.command}: error: {exc}{hint}", file=sys.stderr)
         return 2
 
 

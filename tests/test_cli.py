@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -24,6 +25,16 @@ def test_bad_option_is_one_line_error(capsys):
     assert cli.main(["rollout", "--episodes", "1", "--max-steps", "1", "--height", "2", "--out", "/tmp/x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "render_size" in err[0]
+
+
+def test_an_unknown_mujoco_gl_is_one_line_error(tmp_path):
+    env = {**os.environ, "MUJOCO_GL": "bogus"}  # mujoco refuses it when rendering starts
+    result = subprocess.run([sys.executable, "-m", "simreal.cli", "pose", "dataset", "--n", "2", "--height", "24",
+                             "--width", "24", "--out", str(tmp_path / "d"), "--quiet"],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 2
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 1 and "MUJOCO_GL: bogus" in err[0] and "egl" in err[0]
 
 
 def test_help_explains_commands():

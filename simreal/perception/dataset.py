@@ -327,8 +327,13 @@ def write_dataset(folder: str | os.PathLike, settings: DatasetSettings, n: int, 
                 try:
                     for future in as_completed(futures):
                         finished(future.result(), bar)
-                except BaseException:  # an interrupt or a failed shard: stop handing out shards
+                except BaseException as exc:  # an interrupt or a failed shard: stop handing out shards
                     pool.shutdown(wait=False, cancel_futures=True)
+                    if isinstance(exc, Exception) and not isinstance(exc, DatasetError):
+                        raise DatasetError(
+                            f"{folder}: a rendering process failed ({type(exc).__name__}: {exc}); the "
+                            f"{len(done)} finished shards are kept and a rerun resumes from them "
+                            "(workers=1 renders in this process and shows the full error)") from exc
                     raise
         elif todo:
             sampler = _new_sampler(settings, n_envs)

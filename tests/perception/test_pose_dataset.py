@@ -79,6 +79,14 @@ def test_rendering_processes_write_the_same_samples(tmp_path, straight):
         write_dataset(tmp_path, SETTINGS, N, progress=False, workers=0)
 
 
+def test_a_failed_rendering_process_is_a_dataset_error_that_keeps_finished_shards(tmp_path, monkeypatch):
+    write_dataset(tmp_path, SETTINGS, 4, n_envs=4, progress=False)  # shard 0
+    monkeypatch.setenv("MUJOCO_GL", "bogus")  # only the spawned processes import mujoco again, and fail
+    with pytest.raises(DatasetError, match=r"a rendering process failed .*the 1 finished shards are kept"):
+        write_dataset(tmp_path, SETTINGS, N, n_envs=4, progress=False, workers=2)
+    assert [e["shard"] for e in json.loads((tmp_path / "manifest.json").read_text())["shards"]] == [0]
+
+
 def test_damaged_shard_is_rendered_again_and_other_settings_refused(tmp_path, straight):
     write_dataset(tmp_path, SETTINGS, 8, n_envs=4, progress=False)
     (tmp_path / "shard_00001.npz").write_bytes(b"garbage")
