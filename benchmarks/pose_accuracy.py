@@ -44,13 +44,13 @@ from simreal.training.config import resolve_config  # noqa: E402
 from simreal.training.run import RunDir  # noqa: E402
 
 # On this 2-core machine: the renders, two processes, 63 samples/s (48000 training samples in about
-# 13 min); training, 6.1 steps/s on one torch thread beside another run (16000 steps: 43-48 min) and
-# about twice that alone (bf16 trunk: run.precision auto). Results at 16000 steps (2026-11-21):
-# 24000 renders, fp32, no shift, 2 threads: 5.2 mm / 4.9 deg
-# (results/pose_accuracy_zoom15_distance_2026-11-21.json); 48000 renders, bf16, one thread each
-# beside the other: no shift 4.7 mm / 4.5 deg (..._data48k_...), data.augment_shift 2 (now the
-# default) 4.6 mm / 4.2 deg (..._data48k_shift2_...).
-FULL = {"train_n": 48000, "eval_n": 1000, "steps": 16000, "train_minutes": 42.0}
+# 13 min); training, bf16 trunk (run.precision auto), two torch threads: 10-11 steps/s (28000 steps:
+# 44 min). Results (2026-11-21): 28000 steps with the weight average (optim.ema 0.999, now the
+# default): 3.85 mm / 3.54 deg (results/pose_accuracy_steps28k_ema_2026-11-21.json). At 16000 steps
+# without it, one torch thread each beside another run: 24000 renders, fp32, no shift 5.2 mm / 4.9 deg
+# (..._zoom15_distance_...); 48000 renders, bf16, no shift 4.7 mm / 4.5 deg (..._data48k_...),
+# data.augment_shift 2 4.6 mm / 4.2 deg (..._data48k_shift2_...).
+FULL = {"train_n": 48000, "eval_n": 1000, "steps": 28000, "train_minutes": 46.0}
 QUICK = {"train_n": 600, "eval_n": 100, "steps": 300, "train_minutes": 5.0}
 TARGET_MM, TARGET_DEG = 4.0, 4.0
 

@@ -11,14 +11,19 @@ states: ``torch.load(weights_only=True)``) and the estimator export
 ``RUN_DIR/pose_estimator.pt``. ``run.precision`` (``auto``: bfloat16 where the
 device has it natively) trains the conv trunk under a bfloat16 autocast; held-out
 evaluation and the export run in float32. ``data.augment_shift`` moves each
-training image by a few pixels. ``--resume`` continues from the last checkpoint
-and repeats the uninterrupted run's minibatches exactly. Metrics: ``train/``
-(loss, its position and orientation parts, batch median errors, lr),
-``eval/`` (held-out median and 90th percentile errors) and ``time/``.
+training image by a few pixels. ``optim.ema`` (a decay, 0: off) keeps an exponential
+moving average of the weights (and BatchNorm statistics), which held-out
+evaluation and the export use: it averages away the last steps' noise.
+``--resume`` continues from the last checkpoint and repeats the uninterrupted
+run's minibatches exactly. Metrics: ``train/`` (loss, its position and
+orientation parts, batch median errors, lr),
+``eval/`` (held-out median and 90th percentile errors of the exported weights; with
+``optim.ema`` also ``eval_raw/``, those of the weights being trained) and ``time/``.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import pathlib
 import time
@@ -65,6 +70,41 @@ def shift_images(images: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     ys = (torch.arange(h)[None, :] + offsets[:, :1]).clamp(0, h - 1)  # (N, H)
     xs = (torch.arange(w)[None, :] + offsets[:, 1:]).clamp(0, w - 1)  # (N, W)
     return images[torch.arange(n)[:, None, None], ys[:, :, None], xs[:, None, :]]
+
+
+class WeightAverage:
+    """An exponential moving average of a module's parameters and floating-point buffers.
+
+    ``update()`` after each optimizer step moves the average towards the module by ``1 - decay``, with the
+    decay ramped up as ``min(decay, (1 + n) / (10 + n))`` after n updates so the average does not remember
+    the random initial weights for long. Integer buffers (BatchNorm's batch count) are copied.
+    """
+
+    def __init__(self, net: torch.nn.Module, decay: float):
+        self.decay = float(decay)
+        self.net = copy.deepcopy(net).eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, net: torch.nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for avg, cur in zip(self.net.parameters(), net.parameters()):
+            avg.lerp_(cur.detach(), 1.0 - decay)
+        for avg, cur in zip(self.net.buffers(), net.buffers()):
+            if avg.dtype.is_floating_point:
+                avg.lerp_(cur, 1.0 - decay)
+            else:
+                avg.copy_(cur)
+
+    def state_dict(self) -> dict:
+        return {"weights": self.net.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["weights"])
+        self.updates = int(state["updates"])
 
 
 class PoseTrainer:
@@ -119,6 +159,10 @@ class PoseTrainer:
         if self.loss_kind not in LOSSES:
             raise ConfigError(f"optim.loss: expected one of {', '.join(LOSSES)}, got {self.loss_kind!r}")
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=float(o["lr"]), weight_decay=float(o["weight_decay"]))
+        ema = o.get("ema", 0.0)  # configs saved before optim.ema: no average
+        if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0.0 <= ema < 1.0:
+            raise ConfigError(f"optim.ema: expected a decay from 0 (off) up to but not including 1, got {ema!r}")
+        self.average = WeightAverage(self.net, ema) if ema > 0 else None
         self.rng = make_rng(seed, "pose-train", "batches")  # minibatches and their image shifts
         self.shift = cfg["data"].get("augment_shift", 0)  # older configs: no augmentation
         most = min(self.net_config.height, self.net_config.width) // 4
@@ -135,6 +179,11 @@ class PoseTrainer:
     def _restore(self, state: dict) -> None:
         self.net.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
+        if self.average is not None:
+            if "average" not in state:
+                raise ConfigError("optim.ema: the checkpoint to resume has no weight average (it was trained "
+                                  "without optim.ema); resume with the run's own config")
+            self.average.load_state_dict(state["average"])
         self.step = int(state["step"])
         restore_generator(self.rng, state["batch_rng"])
         restore_global_rng(state["global_rng"])
@@ -143,12 +192,19 @@ class PoseTrainer:
         state = {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(), "step": self.step,
                  "batch_rng": generator_state(self.rng), "global_rng": capture_global_rng(),
                  "net": self.net_config.to_dict()}
+        if self.average is not None:
+            state["average"] = self.average.state_dict()
         self.run.save_checkpoint(state, self.step, keep=int(self.cfg["run"]["keep_checkpoints"]))
 
     def export(self, metrics: dict | None = None) -> pathlib.Path:
         info = {"step": self.step, "randomization": self.data.settings.get("randomization"),
                 "dataset": str(self.cfg["data"]["path"]), "holdout": metrics or {}}
-        return save_estimator(self.run.path / EXPORT_NAME, self.net, self.render, info)
+        return save_estimator(self.run.path / EXPORT_NAME, self.exported_net, self.render, info)
+
+    @property
+    def exported_net(self) -> PoseNet:
+        """The weights that held-out evaluation and the export use: the average with ``optim.ema``."""
+        return self.net if self.average is None else self.average.net
 
     def lr_at(self, step: int) -> float:
         o = self.cfg["optim"]
@@ -158,18 +214,20 @@ class PoseTrainer:
 
     # ------------------------------------------------------------ loops
     @torch.no_grad()
-    def evaluate_holdout(self, batch_size: int = 256) -> dict:
-        """Median and 90th percentile errors on the held-out samples."""
+    def evaluate_holdout(self, batch_size: int = 256, net: PoseNet | None = None) -> dict:
+        """Median and 90th percentile errors on the held-out samples (of ``exported_net`` unless given)."""
         if self.n_train == len(self.data):
             return {}
-        self.net.eval()
+        net = self.exported_net if net is None else net
+        was_training = net.training
+        net.eval()
         positions, quats = [], []
         for start in range(self.n_train, len(self.data), batch_size):
             images = self.images[start:min(start + batch_size, len(self.data))].to(self.device)
-            p, q = self.net(images)
+            p, q = net(images)
             positions.append(p.cpu().numpy())
             quats.append(q.cpu().numpy())
-        self.net.train()
+        net.train(was_training)
         pos_mm, rot_deg = pose_errors(np.concatenate(positions), np.concatenate(quats),
                                       self.data.position[self.n_train:], self.data.quat[self.n_train:])
         return summarize(pos_mm, rot_deg)
@@ -208,6 +266,8 @@ class PoseTrainer:
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt.step()
+                if self.average is not None:
+                    self.average.update(self.net)
                 self.step += 1
                 bar.update(1)
                 value = float(loss.detach())
@@ -242,6 +302,10 @@ class PoseTrainer:
                                    "eval/position_mm_p90": held["position_mm"]["p90"],
                                    "eval/rotation_deg_median": held["rotation_deg"]["median"],
                                    "eval/rotation_deg_p90": held["rotation_deg"]["p90"]}
+                        if self.average is not None:
+                            raw = self.evaluate_holdout(net=self.net)
+                            metrics.update({"eval_raw/position_mm_median": raw["position_mm"]["median"],
+                                            "eval_raw/rotation_deg_median": raw["rotation_deg"]["median"]})
                         self.logger.scalars(self.step, metrics)
                         last.update(metrics)
                 if self.step % int(r["checkpoint_every"]) == 0 or self.step == self.total_steps:

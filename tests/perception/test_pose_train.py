@@ -137,6 +137,50 @@ def test_augmented_training_shifts_images_resumes_exactly_and_checks_the_shift(d
             trainer("c", 20, shift=bad)
 
 
+def test_the_weight_average_follows_the_weights_slowly_and_copies_counts():
+    from simreal.perception.train import WeightAverage
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    average = WeightAverage(net, decay=0.9)
+    start = net[0].weight.detach().clone()
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+        net[1].running_mean.fill_(2.0)
+        net[1].num_batches_tracked.fill_(7)
+    average.update(net)  # the first decay is ramped down to min(0.9, 2 / 11)
+    torch.testing.assert_close(average.net[0].weight, start + 9 / 11)
+    torch.testing.assert_close(average.net[1].running_mean, torch.full((2,), 2 * 9 / 11))
+    assert int(average.net[1].num_batches_tracked) == 7
+    for _ in range(200):
+        average.update(net)
+    torch.testing.assert_close(average.net[0].weight, net[0].weight)  # converges on fixed weights
+    assert not any(p.requires_grad for p in average.net.parameters())
+    clone = WeightAverage(net, decay=0.9)
+    clone.load_state_dict(average.state_dict())
+    assert clone.updates == 201
+
+
+def test_the_export_and_eval_use_the_average_and_eval_raw_the_trained_weights(dataset, tmp_path):
+    from simreal.training.config import ConfigError
+
+    trainer = PoseTrainer(config(dataset, steps=20, **{"optim.ema": 0.99}), RunDir(tmp_path / "run"), progress=False)
+    last = trainer.train()
+    trainer.close()
+    assert trainer.exported_net is trainer.average.net and trainer.average.updates == 20
+    exported = PoseEstimator.load(tmp_path / "run").net.state_dict()
+    for key, value in trainer.average.net.state_dict().items():
+        torch.testing.assert_close(exported[key], value.cpu(), rtol=0, atol=0, msg=key)
+    assert not torch.equal(exported["head.0.weight"], trainer.net.state_dict()["head.0.weight"])
+    assert last["eval/position_mm_median"] == trainer.evaluate_holdout()["position_mm"]["median"]
+    assert last["eval_raw/position_mm_median"] == trainer.evaluate_holdout(net=trainer.net)["position_mm"]["median"]
+    off = PoseTrainer(config(dataset, **{"optim.ema": 0}), RunDir(tmp_path / "off"), progress=False)
+    assert off.average is None and off.exported_net is off.net
+    off.close()
+    for bad in (1, -0.5):  # (a word or true is refused by the config layer)
+        with pytest.raises(ConfigError, match="optim.ema: expected a decay from 0"):
+            PoseTrainer(config(dataset, **{"optim.ema": bad}), RunDir(tmp_path / "bad"), progress=False)
+
+
 def test_an_unknown_schedule_is_a_config_error(dataset, tmp_path):
     from simreal.training.config import ConfigError
 
@@ -157,9 +201,11 @@ def test_resume_repeats_the_uninterrupted_run(dataset, tmp_path):
     assert resumed.step == 10
     resumed.train()
     resumed.close()
-    a, b = straight.net.state_dict(), resumed.net.state_dict()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    assert resumed.average is not None  # optim.ema is on by default: the average resumes too
+    for a, b in ((straight.net, resumed.net), (straight.average.net, resumed.average.net)):
+        a, b = a.state_dict(), b.state_dict()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
 def test_cli_train_then_eval_reports_json(dataset, tmp_path, capsys):
