@@ -43,10 +43,11 @@ from simreal.perception.train import CONFIG_PATH, PoseTrainer  # noqa: E402
 from simreal.training.config import resolve_config  # noqa: E402
 from simreal.training.run import RunDir  # noqa: E402
 
-# On this 2-core machine: the renders, two processes, 63 samples/s (48000 training samples in about
-# 13 min); training, bf16 trunk (run.precision auto), two torch threads: 10-11 steps/s (28000 steps:
-# 44 min). Results (2026-11-21): 28000 steps with the weight average (optim.ema 0.999, now the
-# default): 3.85 mm / 3.54 deg (results/pose_accuracy_steps28k_ema_2026-11-21.json). At 16000 steps
+# On this 2-core machine (2026-11-21, the defaults from an empty --out, 57.5 min in all): the renders,
+# two processes, 67 samples/s (48000 training samples in 716 s, both held-out sets in 30 s);
+# training, bf16 trunk (run.precision auto), two torch threads, 10.4 steps/s (28000 steps in 2703 s):
+# 3.85 mm / 3.54 deg (results/pose_accuracy_2026-11-21.json; the same numbers on the cached renders in
+# ..._steps28k_ema_..., whose held-out curves show the weight average, optim.ema). At 16000 steps
 # without it, one torch thread each beside another run: 24000 renders, fp32, no shift 5.2 mm / 4.9 deg
 # (..._zoom15_distance_...); 48000 renders, bf16, no shift 4.7 mm / 4.5 deg (..._data48k_...),
 # data.augment_shift 2 4.6 mm / 4.2 deg (..._data48k_shift2_...).

@@ -294,8 +294,9 @@ def _add_pose(sub) -> None:
             "loss, sin of half the angle (optim.loss: distance) or its square (squared), does not care about the "
             "quaternion's sign). The config is "
             "simreal/perception/configs.yaml: its defaults, each --preset in order, then each --set; run.steps "
-            "counts minibatches. The resolved config is saved as RUN_DIR/config.yaml, logs (train/, eval/ on the "
-            "dataset's held-out tail, time/) go to RUN_DIR/tb and RUN_DIR/metrics.jsonl, checkpoints to "
+            "counts minibatches. Held-out evaluation and the export use a moving average of the weights "
+            "(optim.ema; 0 turns it off). The resolved config is saved as RUN_DIR/config.yaml, logs (train/, "
+            "eval/ on the dataset's held-out tail, eval_raw/ the same for the weights being trained, time/) go to RUN_DIR/tb and RUN_DIR/metrics.jsonl, checkpoints to "
             "RUN_DIR/checkpoints every run.checkpoint_every steps with the estimator RUN_DIR/pose_estimator.pt. A "
             "killed run continues with --resume."),
         epilog="presets:\n"
