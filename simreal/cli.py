@@ -438,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         # user errors: ValueError/TypeError (bad values), and every exception class simreal defines
         # (RandomizationError, ConfigError, RigError, RecordingError, ...); anything else is a bug
-        # and mujoco's refusal of a MUJOCO_GL it does not know (raised when it first renders)
+        # and mujoco's refusal of a MUJOCO_GL it does not know (raised when a command first imports mujoco)
         bad_gl = isinstance(exc, RuntimeError) and "MUJOCO_GL" in str(exc)
         if not (bad_gl or isinstance(exc, (ValueError, TypeError)) or type(exc).__module__.startswith("simreal.")):
             raise

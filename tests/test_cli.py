@@ -28,7 +28,7 @@ def test_bad_option_is_one_line_error(capsys):
 
 
 def test_an_unknown_mujoco_gl_is_one_line_error(tmp_path):
-    env = {**os.environ, "MUJOCO_GL": "bogus"}  # mujoco refuses it when rendering starts
+    env = {**os.environ, "MUJOCO_GL": "bogus"}  # mujoco refuses it when the command imports it
     result = subprocess.run([sys.executable, "-m", "simreal.cli", "pose", "dataset", "--n", "2", "--height", "24",
                              "--width", "24", "--out", str(tmp_path / "d"), "--quiet"],
                             capture_output=True, text=True, env=env)

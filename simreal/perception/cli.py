@@ -296,7 +296,8 @@ def _add_pose(sub) -> None:
             "simreal/perception/configs.yaml: its defaults, each --preset in order, then each --set; run.steps "
             "counts minibatches. Held-out evaluation and the export use a moving average of the weights "
             "(optim.ema; 0 turns it off). The resolved config is saved as RUN_DIR/config.yaml, logs (train/, "
-            "eval/ on the dataset's held-out tail, eval_raw/ the same for the weights being trained, time/) go to RUN_DIR/tb and RUN_DIR/metrics.jsonl, checkpoints to "
+            "eval/ on the dataset's held-out tail, eval_raw/ the same for the weights being trained, time/) go "
+            "to RUN_DIR/tb and RUN_DIR/metrics.jsonl, checkpoints to "
             "RUN_DIR/checkpoints every run.checkpoint_every steps with the estimator RUN_DIR/pose_estimator.pt. A "
             "killed run continues with --resume."),
         epilog="presets:\n"

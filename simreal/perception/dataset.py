@@ -333,7 +333,7 @@ def write_dataset(folder: str | os.PathLike, settings: DatasetSettings, n: int, 
                         raise DatasetError(
                             f"{folder}: a rendering process failed ({type(exc).__name__}: {exc}); the "
                             f"{len(done)} finished shards are kept and a rerun resumes from them "
-                            "(workers=1 renders in this process and shows the full error)") from exc
+                            "(one worker, `--workers 1`, renders in this process and shows the full error)") from exc
                     raise
         elif todo:
             sampler = _new_sampler(settings, n_envs)
