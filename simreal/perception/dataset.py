@@ -342,10 +342,7 @@ def write_dataset(folder: str | os.PathLike, settings: DatasetSettings, n: int, 
                     finished(_render_shard(sampler, settings, folder, k, n), bar)
             finally:
                 sampler.close()
-    manifest["shards"] = [done[j] for j in sorted(done)]
-    manifest["seconds"] = round(rendered_before + time.perf_counter() - t0, 2)
-    _write_json_atomic(path, manifest)
-    return manifest
+    return manifest  # finished() wrote it after each shard; with nothing to render it is as it was on disk
 
 
 @dataclass
