@@ -25,7 +25,11 @@ final: a subclass implements the underscore hooks (``_reset``, ``_apply``,
    position-controlled hand, the motor command itself for a torque rig);
 4. the command is clipped to the joint limits (the rig's ``command_low/high``,
    narrowed by ``SafetyConfig.low/high``) and its change since the last command
-   limited to ``SafetyConfig.max_delta`` per step;
+   limited to ``SafetyConfig.max_delta`` per step. A discrete (MultiDiscrete)
+   action space can only send its bins' commands (``_command_choices``): per
+   channel the layer takes the bin nearest the wanted command among those within
+   the limits and ``max_delta`` of the last command, and a rig refuses a
+   ``max_delta`` (or a low/high band) smaller than its bin spacing;
 5. the rig applies it (``_apply``); what the hardware received is recorded.
 
 A **watchdog** thread (``SafetyConfig.watchdog_timeout`` seconds) puts the rig
@@ -169,7 +173,8 @@ class SafetyStats:
 class SafetyLayer:
     """The per-step filter (no threads, no I/O): action checks, joint limits, rate limit."""
 
-    def __init__(self, low: np.ndarray, high: np.ndarray, config: SafetyConfig, names: Sequence[str]):
+    def __init__(self, low: np.ndarray, high: np.ndarray, config: SafetyConfig, names: Sequence[str],
+                 spacing: np.ndarray | None = None):
         n = len(low)
         self.config = config
         self.names = list(names)
@@ -184,6 +189,9 @@ class SafetyLayer:
             raise ValueError(f"safety: the limits of channel {self.names[k] if k < len(self.names) else k} are "
                              f"empty ([{self.low[k]}, {self.high[k]}]); check low/high against the rig's joint limits")
         self.max_delta = _channels(config.max_delta, n, "max_delta")
+        self.spacing = None if spacing is None else np.asarray(spacing, dtype=np.float64).reshape(n)
+        if self.spacing is not None:
+            self._check_spacing()
         self.last: np.ndarray | None = None  # the last safe command (what the rig was sent)
         self.previous: np.ndarray | None = None  # the one before (the rate limit's reference this step)
         self.stats = SafetyStats()
@@ -209,6 +217,65 @@ class SafetyLayer:
                 safe = limited
         self.last = safe
         return safe, flags
+
+    def _check_spacing(self) -> None:
+        """Discrete commands: refuse limits the bins cannot keep (a rate limit below the spacing of
+        neighbouring bins would freeze the joints or break the limit; so would a band narrower than it)."""
+        spacing, tol = self.spacing, 1e-9
+        if self.max_delta is not None and np.any(self.max_delta < spacing - tol):
+            k = int(np.argmax(spacing - self.max_delta))
+            name = self.names[k] if k < len(self.names) else k
+            raise ValueError(f"safety: max_delta {self.max_delta[k]:.6g} is below the bin spacing of the discrete "
+                             f"actions ({spacing[k]:.6g} on channel {name}; {spacing.min():.6g} to "
+                             f"{spacing.max():.6g} over the channels): no bin keeps within it; use max_delta of at "
+                             f"least {spacing.max():.6g} (or at least each channel's spacing, one value per channel)")
+        narrow = (self.high - self.low) < spacing - tol
+        if np.any(narrow):
+            k = int(np.argmax(narrow))
+            name = self.names[k] if k < len(self.names) else k
+            raise ValueError(f"safety: the limits of channel {name} ([{self.low[k]:.6g}, {self.high[k]:.6g}]) are "
+                             f"narrower than the bin spacing of the discrete actions ({spacing[k]:.6g}): "
+                             f"no bin may fall inside; widen low/high to at least the spacing")
+
+    def limit_choice(self, command: np.ndarray | None,
+                     choices: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, bool]]:
+        """The safe command when each channel can only take a few values (a discrete action space).
+
+        ``choices`` is (channels, values): the command each action value gives now (NaN pads a channel
+        with fewer values). Per channel, of the values within the limits and within ``max_delta`` of
+        the last command, the one nearest the wanted command (clipped to the limits; ``None``: hold the
+        last command) is taken, the smaller move on a tie. When none is (only when the last command is
+        not itself a choice, e.g. relative targets after the joint was pushed more than half its range
+        away), the choice within the limits nearest the last command is.
+        Returns (the chosen column per channel, the safe command, flags).
+        """
+        if self.last is None:
+            raise EpisodeNotStarted("the safety layer has no reference command; call reset() first")
+        self.previous = last = self.last
+        choices = np.asarray(choices, dtype=np.float64)
+        flags = {"non_finite": command is None, "clipped": False, "rate_limited": False}
+        if command is None:
+            target = last
+        else:
+            target = np.clip(command, self.low, self.high)
+            flags["clipped"] = bool(np.any(target != command))
+        tol = 1e-9
+        valid = np.isfinite(choices)
+        c = np.where(valid, choices, 0.0)
+        inside = valid & (c >= self.low[:, None] - tol) & (c <= self.high[:, None] + tol)
+        to_last = np.abs(c - last[:, None])
+        ok = inside if self.max_delta is None else inside & (to_last <= self.max_delta[:, None] + tol)
+        to_target = np.where(ok, np.abs(c - target[:, None]), np.inf)
+        nearest = ok & (to_target <= to_target.min(axis=1, keepdims=True) + 1e-12)
+        best = np.argmin(np.where(nearest, to_last, np.inf), axis=1)
+        pool = np.where(inside.any(axis=1, keepdims=True), inside, valid)
+        fallback = np.argmin(np.where(pool, to_last, np.inf), axis=1)
+        index = np.where(ok.any(axis=1), best, fallback)
+        rows = np.arange(len(c))
+        safe = c[rows, index]
+        flags["rate_limited"] = command is not None and bool(np.any(np.abs(safe - target) > tol))
+        self.last = safe
+        return index, safe, flags
 
 
 # ----------------------------------------------------------------------------- metadata
@@ -348,6 +415,8 @@ class Rig:
     and may override ``_command_of(action)`` / ``_action_of(command)`` (the
     mapping between actions and commands; identity by default),
     ``_applied_command(command, action)`` (when actions are coarser than commands),
+    ``_command_choices()`` / ``_command_spacing()`` (a MultiDiscrete action space: the
+    command of each action value now, and the largest gap between neighbouring ones),
     ``_emergency_stop()`` (default: ``_safe_state``), ``_clear_emergency_stop()``,
     ``_on_episode_end()``, ``_close()``, ``_frames()`` (camera images to record),
     ``_sim_state()`` (ground-truth simulator state to record) and ``_extra_info()``.
@@ -380,8 +449,13 @@ class Rig:
         self.command_names = tuple(command_names)
         self.command_units = command_units
         self.safety_config = safety or SafetyConfig()
+        self._discrete = isinstance(action_space, gym.spaces.MultiDiscrete)
+        if self._discrete and int(np.prod(action_space.shape)) != len(self.command_names):
+            raise ValueError(f"rig {name}: a MultiDiscrete action space needs one value per command channel "
+                             f"({len(self.command_names)}); got shape {action_space.shape}")
         self.safety = SafetyLayer(np.asarray(command_low, float), np.asarray(command_high, float),
-                                  self.safety_config, self.command_names)
+                                  self.safety_config, self.command_names,
+                                  spacing=self._command_spacing() if self._discrete else None)
         low, high = action_bounds(action_space)
         self._action_low = low.reshape(action_space.shape)
         self._action_high = high.reshape(action_space.shape)
@@ -472,14 +546,20 @@ class Rig:
                 action_clipped = bool(np.any(clipped_action != raw))
             else:
                 wanted, action_clipped = None, False
-            command, flags = self.safety.limit(wanted)
+            if self._discrete:  # only the bins' commands can be sent: the layer picks among them
+                index, command, flags = self.safety.limit_choice(wanted, self._command_choices())
+                sent = (self._action_low.ravel() + index).astype(self.action_space.dtype)
+                sent = sent.reshape(self.action_space.shape)
+            else:
+                command, flags = self.safety.limit(wanted)
+                sent = np.asarray(self._action_of(command), dtype=self.action_space.dtype)
+                sent = sent.reshape(self.action_space.shape)
             flags["clipped"] = flags["clipped"] or action_clipped
             stats = self.safety.stats
             stats.steps += 1
             stats.non_finite += flags["non_finite"]
             stats.clipped += flags["clipped"]
             stats.rate_limited += flags["rate_limited"]
-            sent = np.asarray(self._action_of(command), dtype=self.action_space.dtype).reshape(self.action_space.shape)
             command = self._applied_command(command, sent)
             self.safety.last = command
             try:
@@ -637,9 +717,28 @@ class Rig:
         return np.asarray(command, dtype=np.float64)
 
     def _applied_command(self, command: np.ndarray, action: np.ndarray) -> np.ndarray:
-        """The command ``action`` really produces, when the action cannot express ``command`` exactly
-        (discrete bins); it is recorded and becomes the rate limit's reference. Default: ``command``."""
+        """The command ``action`` really produces, when the action cannot express ``command`` exactly;
+        it is recorded and becomes the rate limit's reference. Default: ``command`` (discrete action
+        spaces get it exact from ``_command_choices``)."""
         return command
+
+    def _command_choices(self) -> np.ndarray:
+        """A MultiDiscrete action space: (channels, values), the command each action value
+        (``start + column``) gives in the current state; NaN pads a channel with fewer values.
+        Default: the action values themselves (the identity ``_command_of``)."""
+        space = self.action_space
+        nvec = np.asarray(space.nvec).ravel()
+        values = np.arange(int(nvec.max()), dtype=np.float64)[None, :]
+        choices = np.asarray(space.start, np.float64).ravel()[:, None] + values
+        return np.where(values < nvec[:, None], choices, np.nan)
+
+    def _command_spacing(self) -> np.ndarray:
+        """A MultiDiscrete action space: the largest gap between neighbouring commands of each
+        channel, in any state (the safety layer refuses a ``max_delta`` below it).
+        Default: from ``_command_choices()`` as it is at construction."""
+        choices = np.sort(np.asarray(self._command_choices(), np.float64), axis=1)
+        gaps = np.diff(choices, axis=1)
+        return np.nanmax(np.where(np.isfinite(gaps), gaps, np.nan), axis=1, initial=0.0)
 
     def _emergency_stop(self) -> None:
         self._safe_state()

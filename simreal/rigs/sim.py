@@ -161,8 +161,10 @@ class SimulatedRig(Rig):
     Commands: for the hand, the 20 joint position targets (rad; limits: the
     actuators' control range), from the action as the env maps it (relative to
     the measured angles for ``control="relative"``; with ``action="discrete"``
-    the safe target is sent as the neighbouring bin that keeps within the
-    limits, and the bin's own target is recorded); for other envs the action
+    the safety layer picks, per actuator, the bin nearest the wanted target
+    whose own target keeps within the limits and ``max_delta`` of the last
+    one, so ``max_delta`` must be at least the bin spacing, a tenth of the
+    control range with 11 bins); for other envs the action
     itself (limits: the action space's bounds). The safe state holds the joints
     where they are (hand) or sets every control to zero.
     """
@@ -284,38 +286,27 @@ class SimulatedRig(Rig):
         unit = self._unit_of_bins(a) if self.discrete else a
         return self._center() + unit * self._sim.ctrl_half
 
+    def _bin_targets(self) -> np.ndarray:
+        """(actuators, bins): the joint target each bin gives now (discrete hand actions)."""
+        sim = self._sim
+        n = self.env.config.n_bins
+        units = np.arange(n) * (2.0 / (n - 1)) - 1.0
+        targets = self._center()[:, None] + units[None, :] * sim.ctrl_half[:, None]
+        return np.clip(targets, sim.ctrl_low[:, None], sim.ctrl_high[:, None])
+
     def _action_of(self, command: np.ndarray) -> np.ndarray:
         if not self.is_hand:
             return command
+        if self.discrete:  # the bin nearest the command
+            return np.argmin(np.abs(self._bin_targets() - np.asarray(command)[:, None]), axis=1)
         sim = self._sim
-        center = self._center()
-        unit = np.clip((command - center) / sim.ctrl_half, -1.0, 1.0)
-        if not self.discrete:
-            return unit
-        # the bin below or above the wanted target: the nearer one the safety limits allow
-        n = self.env.config.n_bins
-        bins = (unit + 1.0) * 0.5 * (n - 1)
-        lo, hi = np.floor(bins), np.ceil(bins)
-        targets = [np.clip(center + self._unit_of_bins(b) * sim.ctrl_half, sim.ctrl_low, sim.ctrl_high) for b in (lo, hi)]
-        layer = self.safety
-        ok = []
-        for t in targets:
-            fine = (t >= layer.low - 1e-12) & (t <= layer.high + 1e-12)
-            if layer.max_delta is not None and layer.previous is not None:
-                fine &= np.abs(t - layer.previous) <= layer.max_delta + 1e-12
-            ok.append(fine)
-        nearer_hi = np.abs(targets[1] - command) < np.abs(targets[0] - command)
-        reference = layer.previous if layer.previous is not None else command
-        pick_hi = np.where(ok[0] & ok[1], nearer_hi,
-                           np.where(ok[1], True,
-                                    np.where(ok[0], False, np.abs(targets[1] - reference) < np.abs(targets[0] - reference))))
-        return np.where(pick_hi, hi, lo)
+        return np.clip((command - self._center()) / sim.ctrl_half, -1.0, 1.0)
 
-    def _applied_command(self, command: np.ndarray, action: np.ndarray) -> np.ndarray:
-        if not (self.is_hand and self.discrete):
-            return command
-        sim = self._sim
-        return np.clip(self._center() + self._unit_of_bins(action) * sim.ctrl_half, sim.ctrl_low, sim.ctrl_high)
+    def _command_choices(self) -> np.ndarray:
+        return self._bin_targets()
+
+    def _command_spacing(self) -> np.ndarray:
+        return self._sim.ctrl_half * (2.0 / (self.env.config.n_bins - 1))
 
     def _apply(self, command, action):
         if self.realtime:

@@ -221,3 +221,58 @@ def test_rig_info_round_trips_as_plain_data():
     info = PositionRig(SafetyConfig(max_delta=0.2)).info()
     again = RigInfo.from_dict(json.loads(json.dumps(info.to_dict())))
     assert again.to_dict() == info.to_dict() and again.safety.max_delta == 0.2
+
+
+BINS = np.array([[-1.0, -0.6, 0.0, 0.3, 1.0],   # uneven bins: the largest gap (0.7) is the channel's spacing
+                 [-0.5, -0.25, 0.0, 0.25, 0.5],
+                 [0.0, 0.5, 1.0, 1.5, 2.0]])
+
+
+class BinRig(PositionRig):
+    """PositionRig with a MultiDiscrete action: 5 fixed bins per joint (absolute targets)."""
+
+    def __init__(self, safety=None):
+        Rig.__init__(self, name="bin-rig", kind="sim",
+                     observation_space=gym.spaces.Dict({"q": gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)}),
+                     action_space=gym.spaces.MultiDiscrete([5, 5, 5]), control_dt=0.01,
+                     command_names=["j0", "j1", "j2"], command_low=LOW, command_high=HIGH, command_units="rad",
+                     safety=safety)
+        self.position = np.array([0.0, 0.0, 1.0])
+        self.sent, self.actions, self.safe_states, self.stops = [], [], 0, 0
+
+    def _command_of(self, action):
+        return BINS[np.arange(3), np.clip(np.rint(action), 0, 4).astype(int)]
+
+    def _command_choices(self):
+        return BINS
+
+    def _apply(self, command, action):
+        self.actions.append(action.copy())
+        return super()._apply(command, action)
+
+
+def test_discrete_actions_refuse_a_rate_limit_below_the_bin_spacing():
+    with pytest.raises(ValueError, match=r"max_delta 0.5 is below the bin spacing .*0.7 on channel j0.*at least 0.7"):
+        BinRig(SafetyConfig(max_delta=0.5))
+    with pytest.raises(ValueError, match=r"limits of channel j1 .* narrower than the bin spacing"):
+        BinRig(SafetyConfig(low=(-1.0, -0.1, 0.0), high=(1.0, 0.1, 2.0)))
+    BinRig(SafetyConfig(max_delta=(0.7, 0.25, 0.5)))  # one value per channel, each at its spacing
+
+
+def test_discrete_actions_move_at_most_max_delta_from_bin_to_bin():
+    rig = BinRig(SafetyConfig(max_delta=(0.7, 0.25, 0.5)))
+    rig.reset()
+    rng = np.random.default_rng(0)
+    for k in range(150):
+        action = rng.integers(0, 5, 3) if k % 10 else np.array([np.nan, 99, -99])
+        rig.step(action)
+    commands = np.array(rig.sent)
+    assert np.all(commands >= LOW) and np.all(commands <= HIGH)
+    steps = np.abs(np.diff(np.vstack([[0.0, 0.0, 1.0], commands]), axis=0))
+    assert np.all(steps <= np.array([0.7, 0.25, 0.5]) + 1e-12)
+    # every command is a bin's, and the action sent is that bin
+    actions = np.array(rig.actions)
+    assert actions.dtype == np.int64
+    assert np.array_equal(BINS[np.arange(3), actions], commands)
+    # a wanted bin within reach is taken exactly; the rate limit was needed on some steps
+    assert rig.safety_stats.rate_limited > 20 and len(set(map(tuple, actions))) > 20

@@ -208,3 +208,60 @@ def test_discrete_hand_actions_keep_the_limits(tmp_path):
     reference = np.vstack([ep.sim_state["qpos"][0][rig.env.sim.act_qadr].clip(low, high), ep.commands])
     assert np.max(np.abs(np.diff(reference, axis=0))) <= 0.3 + 1e-9
     assert ep.safety["non_finite"][::4].all() and ep.safety["rate_limited"].sum() >= 6
+
+
+@pytest.mark.parametrize("action,control", [("continuous", "relative"), ("discrete", "relative"),
+                                            ("discrete", "absolute")])
+def test_random_hand_actions_keep_the_rate_limit_and_the_joint_limits(tmp_path, action, control):
+    """Whatever the policy outputs, the joint targets sent change by at most max_delta and stay in the limits;
+    discrete targets are always a bin's own target (what the env really gets for the bin sent)."""
+    from simreal.rigs import DatasetReader, record
+    from simreal.rigs.base import SafetyConfig
+
+    kwargs = {"action": action, "control": control}
+    max_delta = 0.02
+    if action == "discrete":  # each joint's bin spacing: the least allowed
+        probe = SimulatedRig("hand_nominal", env_kwargs=kwargs)
+        max_delta = tuple(probe._command_spacing())
+        probe.close()
+    rig = SimulatedRig("hand_nominal", env_kwargs=kwargs, safety=SafetyConfig(max_delta=max_delta))
+    record(rig, tmp_path / "ds")
+    rng = np.random.default_rng(7)
+    steps = 0
+    while steps < 120:
+        rig.reset(seed=steps)
+        while rig.episode_active and steps < 120:
+            if action == "discrete":
+                a = rng.integers(0, 11, 20) if steps % 9 else rng.choice([0, 10, -5, 99, np.nan], 20)
+            else:
+                a = rng.uniform(-1, 1, 20) if steps % 9 else rng.choice([-1e9, 1e9, 3.0, np.nan], 20)
+            rig.step(a)
+            steps += 1
+        rig.end_episode()
+    rig.close()
+    low, high = np.array(rig.info().command_low), np.array(rig.info().command_high)
+    limit = np.broadcast_to(np.asarray(max_delta), (20,))
+    qadr, sim, n = rig.env.sim.act_qadr, rig.env.sim, 0
+    reader = DatasetReader(tmp_path / "ds")
+    for k in range(len(reader)):
+        ep = reader[k]
+        n += len(ep.commands)
+        qpos = ep.sim_state["qpos"][:, qadr]
+        assert np.all(ep.commands >= low - 1e-9) and np.all(ep.commands <= high + 1e-9)
+        reference = np.vstack([qpos[0].clip(low, high), ep.commands])
+        assert np.all(np.abs(np.diff(reference, axis=0)) <= limit + 1e-9)
+        if action == "discrete":
+            assert ep.actions.dtype == np.int64 and ep.actions.min() >= 0 and ep.actions.max() <= 10
+            center = qpos[:-1] if control == "relative" else sim.ctrl_mid
+            bins = np.clip(center + (ep.actions * 0.2 - 1.0) * sim.ctrl_half, sim.ctrl_low, sim.ctrl_high)
+            assert np.allclose(ep.commands, bins, atol=1e-9)
+    assert n == 120 and rig.safety_stats.rate_limited > 50
+
+
+def test_discrete_hand_refuses_a_rate_limit_below_the_bin_spacing():
+    from simreal.rigs.base import SafetyConfig
+
+    # 11 bins over each joint's control range: 0.042 to 0.209 rad apart; 0.02 rad per step could never be kept
+    with pytest.raises(ValueError, match=r"max_delta 0.02 is below the bin spacing .* at least 0.2094"):
+        SimulatedRig("hand_nominal", env_kwargs={"action": "discrete"}, safety=SafetyConfig(max_delta=0.02))
+    SimulatedRig("hand_nominal", env_kwargs={"action": "continuous"}, safety=SafetyConfig(max_delta=0.02)).close()
