@@ -1,27 +1,19 @@
 """Agents that learn on (randomized) environments, and the one interface rigs use to run them.
 
-Every agent exports its policy with `simreal.training.export.save_export`
-(``agent`` = its name below) and provides ``policy_from_export(data)`` in its
-package, returning an object that satisfies `Policy`. `load_policy` reads any
-export and builds the right one, with network code only (no trainer, no env).
+Every agent is registered in `simreal.training.agents.REGISTRY` (the
+`simreal.training.agents.Agent` protocol), exports its policy with
+`simreal.training.export.save_export` (``agent`` = its registry name) and
+rebuilds it with its ``policy_from_export(data)``, returning an object that
+satisfies `Policy`. `load_policy` reads any export and builds the right one,
+with network code only (no trainer, no env).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-
-# agent name in the export -> module providing policy_from_export(data)
-POLICY_MODULES: dict[str, str] = {
-    "ppo": "simreal.agents.ppo",
-    "dreamer": "simreal.agents.world_models",
-    "planet": "simreal.agents.world_models.planet",
-    "dreaming": "simreal.agents.world_models.dreaming",
-    "worldmodels": "simreal.agents.world_models.ha",
-}
 
 
 @runtime_checkable
@@ -46,12 +38,13 @@ class Policy(Protocol):
 
 def load_policy(path: str | os.PathLike, device: str = "cpu") -> Policy:
     """Any agent's exported policy file, ready to ``act``."""
+    from simreal.training.agents import UnknownAgentError, get_agent
     from simreal.training.export import load_export
     from simreal.training.run import RunDirError
 
     data = load_export(path)
-    name = data.get("agent")
-    if name not in POLICY_MODULES:
-        raise RunDirError(f"{path}: unknown agent {name!r} (known: {', '.join(sorted(POLICY_MODULES))})")
-    module = importlib.import_module(POLICY_MODULES[name])
-    return module.policy_from_export(data, device=device)
+    try:
+        agent = get_agent(data.get("agent"))
+    except UnknownAgentError as exc:
+        raise RunDirError(f"{path}: exported by an {exc}") from None
+    return agent.policy_from_export(data, device=device)

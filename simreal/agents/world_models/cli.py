@@ -94,24 +94,9 @@ HELPS = {
 }
 
 
-def with_agent_preset(agent: str, presets: list[str], overrides: list[str]) -> list[str]:
-    """The presets to resolve for ``simreal train AGENT``: the agent's own preset first unless a given
-    preset or override sets ``agent``; a config naming another agent is a one-line error."""
-    from simreal.agents.world_models import CONFIG_PATH
-    from simreal.training.config import ConfigError, load_config_file, resolve_config
-
-    _, known = load_config_file(CONFIG_PATH)
-    names_agent = any(isinstance(known.get(p), dict) and "agent" in known[p] for p in presets)
-    names_agent = names_agent or any(o.split("=", 1)[0].strip() == "agent" for o in overrides)
-    chosen = list(presets) if agent == "dreamer" or names_agent else [agent, *presets]
-    got = resolve_config(CONFIG_PATH, chosen, overrides).get("agent", "dreamer")
-    if got != agent:
-        raise ConfigError(f"the presets/overrides make a {got!r} config; train it with `simreal train {got}`")
-    return chosen
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from simreal.agents.world_models import CONFIG_PATH
+    from simreal.agents.world_models.agent import with_agent_preset
     from simreal.agents.world_models.config import agent_name
     from simreal.agents.world_models.dreamer import TrainingDiverged
     from simreal.agents.world_models.trainer import train
