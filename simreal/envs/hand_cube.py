@@ -494,6 +494,13 @@ def check_camera_obs(camera_obs) -> tuple[int, int] | None:
     return size
 
 
+def check_camera_zoom(zoom) -> float:
+    """``camera_zoom`` as a float from 1 to 16 (a magnification); one-line error otherwise."""
+    if isinstance(zoom, bool) or not isinstance(zoom, (int, float)) or not 1.0 <= float(zoom) <= 16.0:
+        raise ValueError(f"HandCube: camera_zoom must be a number from 1 to 16 (a magnification); got {zoom!r}")
+    return float(zoom)
+
+
 def camera_obs_space(sim: HandCubeSim, size: tuple[int, int]) -> gym.spaces.Box:
     """The ``cameras`` key: every scene camera's image, (n_cameras, height, width, 3) uint8."""
     return gym.spaces.Box(0, 255, (len(sim.config.scene.cameras), size[0], size[1], 3), np.uint8)
@@ -516,16 +523,19 @@ class HandCubeEnv(gym.Env):
     (``"rgb_array"``: the cameras side by side), ``render_size`` (height, width) per camera,
     and ``camera_obs`` (height, width): add the key ``cameras``, every camera's image of the
     step, (3, height, width, 3) uint8, drawn with the file's visual randomization
-    (``camera_antialias``: multisamples per pixel, default the scene's).
+    (``camera_antialias``: multisamples per pixel, default the scene's; ``camera_zoom``: the
+    cameras' magnification, as the pose estimator's ``--zoom``, default 1).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 12.5}
 
     def __init__(self, render_mode: str | None = None, render_size: tuple[int, int] = (240, 320),
                  randomization=None, randomization_in_state: bool = False,
-                 camera_obs: tuple[int, int] | None = None, camera_antialias: int | None = None, **kwargs: Any):
+                 camera_obs: tuple[int, int] | None = None, camera_antialias: int | None = None,
+                 camera_zoom: float = 1.0, **kwargs: Any):
         check_render_args(render_mode, render_size)
         self.camera_obs = check_camera_obs(camera_obs)
+        self.camera_zoom = check_camera_zoom(camera_zoom)
         self.config = HandCubeConfig.from_kwargs(**kwargs)
         self.sim = HandCubeSim(1, self.config)
         self.sim.set_randomization(randomization, in_state=randomization_in_state)
@@ -543,7 +553,8 @@ class HandCubeEnv(gym.Env):
             self.observation_space = gym.spaces.Dict(
                 dict(self.observation_space.spaces, **{CAMERAS_KEY: camera_obs_space(self.sim, self.camera_obs)}))
             self._camera_renderer = MultiCameraRenderer(self.sim, *self.camera_obs, antialias=camera_antialias,
-                                                        cameras=[c.name for c in self.config.scene.cameras])
+                                                        cameras=[c.name for c in self.config.scene.cameras],
+                                                        zoom=self.camera_zoom)
         self.camera_antialias = None if self._camera_renderer is None else self._camera_renderer.antialias
 
     @property

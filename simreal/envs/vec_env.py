@@ -22,6 +22,7 @@ from simreal.envs.hand_cube import (
     HandCubeSim,
     camera_obs_space,
     check_camera_obs,
+    check_camera_zoom,
     check_render_args,
 )
 
@@ -39,15 +40,17 @@ class HandCubeVecEnv(VecEnv):
         camera_obs: (height, width) to add the key ``cameras``: every camera's image of each copy,
             (n_envs, 3, height, width, 3) uint8, with the copy's visual randomization.
         camera_antialias: multisamples per pixel of those images (default: the scene's).
+        camera_zoom: the cameras' magnification for those images (default 1).
         **kwargs: fields of :class:`HandCubeConfig`.
     """
 
     def __init__(self, n_envs: int, nthread: int | None = None, render_mode: str | None = None,
                  render_size: tuple[int, int] = (240, 320), randomization=None,
                  randomization_in_state: bool = False, camera_obs: tuple[int, int] | None = None,
-                 camera_antialias: int | None = None, **kwargs: Any):
+                 camera_antialias: int | None = None, camera_zoom: float = 1.0, **kwargs: Any):
         check_render_args(render_mode, render_size)
         self.camera_obs = check_camera_obs(camera_obs)
+        self.camera_zoom = check_camera_zoom(camera_zoom)
         if not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
             raise ValueError(f"n_envs must be a positive integer; got {n_envs!r}")
         if nthread is None:
@@ -70,7 +73,8 @@ class HandCubeVecEnv(VecEnv):
             obs_space = gym.spaces.Dict(dict(obs_space.spaces,
                                              **{CAMERAS_KEY: camera_obs_space(self.sim, self.camera_obs)}))
             self._camera_renderer = MultiCameraRenderer(self.sim, *self.camera_obs, antialias=camera_antialias,
-                                                        cameras=[c.name for c in self.config.scene.cameras])
+                                                        cameras=[c.name for c in self.config.scene.cameras],
+                                                        zoom=self.camera_zoom)
         self.camera_antialias = None if self._camera_renderer is None else self._camera_renderer.antialias
         super().__init__(n_envs, obs_space, self.sim.action_space())
 

@@ -1,5 +1,12 @@
 """Vision policies: the estimator's cube pose in place of the measured one, for any agent.
 
+``VisionPolicy(policy, estimator)`` does it at the policy: any rig whose
+observations carry the three camera images (``cameras``) runs a state-trained
+policy on the CNN's pose, and the policy keeps the error of each estimate
+against the rig's measured pose (``error_summary()``). ``env_kwargs()`` names
+what a simulated hand rig needs to give those images (the estimator's size,
+antialiasing and zoom).
+
 ``VisionObservation(env, estimator)`` (one Gymnasium env) and
 ``VisionVecEnv(venv, estimator)`` (the hand-cube VecEnv) replace the policy
 keys ``object_pos`` and ``object_quat`` by the pose the CNN predicts from the
@@ -9,9 +16,9 @@ goal, last action, the privileged ``state`` for critics) is untouched, so an
 agent trained on the measured pose runs "from vision" unchanged.
 
 The images are the env's ``cameras`` key when it has one of the estimator's
-size and antialiasing (made with ``camera_obs=(H, W)``) and the estimator was
-trained unzoomed, else the wrapper renders them itself (with the estimator's
-zoom), with the env's visual randomization. The ``cameras`` key
+size, antialiasing and zoom (made with ``camera_obs=(H, W)``, ``camera_zoom``),
+else the wrapper renders them itself (with the estimator's zoom), with the
+env's visual randomization. The ``cameras`` key
 is dropped from the observations unless ``keep_images=True``. In the vector
 env, terminal observations are estimated too when the env has the ``cameras``
 key (their images were taken before the automatic reset); otherwise they keep
@@ -26,7 +33,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvWrapper
 
 from simreal.envs.hand_cube import CAMERAS_KEY
 from simreal.perception.estimator import PoseEstimator
-from simreal.utils.rotations import quat_canonical, quat_conj, quat_mul
+from simreal.utils.rotations import quat_canonical, quat_conj, quat_mul, rotation_angle
 
 POSE_KEYS = ("object_pos", "object_quat", "relative_quat")
 
@@ -35,11 +42,11 @@ def _estimator(estimator) -> PoseEstimator:
     return estimator if isinstance(estimator, PoseEstimator) else PoseEstimator.load(estimator)
 
 
-def _fits(space: gym.spaces.Dict, estimator: PoseEstimator, antialias) -> bool:
+def _fits(space: gym.spaces.Dict, estimator: PoseEstimator, antialias, zoom) -> bool:
     box = space.spaces.get(CAMERAS_KEY)
     return (box is not None and tuple(box.shape) == estimator.image_shape
             and antialias == int(estimator.render.get("antialias", antialias))
-            and estimator.render["zoom"] == 1.0)  # the env's camera images are unzoomed
+            and float(zoom or 1.0) == float(estimator.render["zoom"]))
 
 
 def replace_pose(obs: dict[str, np.ndarray], position: np.ndarray, quat: np.ndarray, rows=None) -> None:
@@ -67,7 +74,8 @@ class VisionObservation(gym.ObservationWrapper):
         space = env.observation_space
         _check_keys(space)
         sim = getattr(env.unwrapped, "sim", None)
-        self._use_env_images = _fits(space, self.estimator, getattr(env.unwrapped, "camera_antialias", None))
+        self._use_env_images = _fits(space, self.estimator, getattr(env.unwrapped, "camera_antialias", None),
+                                     getattr(env.unwrapped, "camera_zoom", 1.0))
         self._renderer = None
         if not self._use_env_images:
             if sim is None:
@@ -114,7 +122,8 @@ class VisionVecEnv(VecEnvWrapper):
         self.estimator = _estimator(estimator)
         space = venv.observation_space
         _check_keys(space)
-        self._use_env_images = _fits(space, self.estimator, getattr(venv, "camera_antialias", None))
+        self._use_env_images = _fits(space, self.estimator, getattr(venv, "camera_antialias", None),
+                                     getattr(venv, "camera_zoom", 1.0))
         self._renderer = None
         if not self._use_env_images:
             sim = getattr(venv, "sim", None)
@@ -167,3 +176,52 @@ class VisionVecEnv(VecEnvWrapper):
             self._renderer.close()
             self._renderer = None
         self.venv.close()
+
+
+class VisionPolicy:
+    """A policy trained on the measured cube pose, acting on the pose the CNN estimates from the
+    observation's ``cameras`` images (see the module docstring); a `simreal.agents.Policy`."""
+
+    def __init__(self, policy, estimator):
+        self.policy = policy
+        self.estimator = _estimator(estimator)
+        _check_keys(policy.observation_space)
+        self.action_space = policy.action_space
+        self.observation_space = gym.spaces.Dict(dict(
+            policy.observation_space.spaces, **{CAMERAS_KEY: gym.spaces.Box(0, 255, self.estimator.image_shape,
+                                                                             np.uint8)}))
+        self._position_errors: list[np.ndarray] = []
+        self._angle_errors: list[np.ndarray] = []
+
+    def env_kwargs(self) -> dict:
+        """Hand-cube env arguments that make its ``cameras`` key match the estimator."""
+        r = self.estimator.render
+        return {"camera_obs": (int(r["height"]), int(r["width"])), "camera_zoom": float(r["zoom"]),
+                "camera_antialias": int(r["antialias"])}
+
+    def initial_state(self, batch_size: int):
+        return self.policy.initial_state(batch_size)
+
+    def reset_state(self, state, done: np.ndarray):
+        return self.policy.reset_state(state, done)
+
+    def act(self, obs: dict[str, np.ndarray], state, deterministic: bool = True):
+        images = obs.get(CAMERAS_KEY)
+        if images is None:
+            raise ValueError("vision policy: the observation has no 'cameras' key; open the rig with the "
+                             f"estimator's cameras ({self.env_kwargs()})")
+        position, quat = self.estimator.predict(np.asarray(images, dtype=np.uint8))
+        out = {k: np.array(v, copy=True) for k, v in obs.items() if k != CAMERAS_KEY}
+        self._position_errors.append(np.linalg.norm(position - out["object_pos"], axis=-1))
+        self._angle_errors.append(rotation_angle(quat, out["object_quat"].astype(np.float64)))
+        replace_pose(out, position, quat)
+        return self.policy.act(out, state, deterministic)
+
+    def error_summary(self) -> dict | None:
+        """Median and mean error of the estimates so far against the measured pose (mm, deg)."""
+        if not self._position_errors:
+            return None
+        mm = np.concatenate(self._position_errors) * 1000.0
+        deg = np.rad2deg(np.concatenate(self._angle_errors))
+        return {"steps": int(mm.size), "position_mm_median": float(np.median(mm)), "position_mm_mean": float(mm.mean()),
+                "angle_deg_median": float(np.median(deg)), "angle_deg_mean": float(deg.mean())}

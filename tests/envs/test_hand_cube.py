@@ -245,3 +245,17 @@ def test_three_cameras_render_distinct_views():
     frame = e.render()
     assert frame.shape == (48, 192, 3)
     e.close()
+
+
+def test_camera_zoom_magnifies_the_camera_observation_and_is_checked():
+    images = {}
+    for zoom in (1.0, 2.0):
+        env = simreal.make(simreal.HAND_CUBE_ID, camera_obs=(16, 16), camera_antialias=0, camera_zoom=zoom,
+                           settle_time=0.0)
+        images[zoom] = env.reset(seed=0)[0]["cameras"]
+        assert env.unwrapped.camera_zoom == zoom
+        env.close()
+    assert images[1.0].shape == images[2.0].shape == (3, 16, 16, 3)
+    assert np.abs(images[1.0].astype(int) - images[2.0]).mean() > 5  # another view, not the same pixels
+    with pytest.raises(ValueError, match="camera_zoom must be a number from 1 to 16"):
+        simreal.make(simreal.HAND_CUBE_ID, camera_obs=(16, 16), camera_zoom=0.5)

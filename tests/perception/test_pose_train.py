@@ -328,3 +328,28 @@ def test_vision_vec_env_estimates_every_copy_and_terminal_observations(estimator
         terminal = info["terminal_observation"]
         assert "cameras" not in terminal and terminal["object_pos"].shape == (3,)
     vision.close()
+
+
+def test_vision_policy_acts_on_the_estimate_from_the_rigs_cameras_and_keeps_its_error(estimator):
+    from simreal.perception.wrapper import VisionPolicy
+    from simreal.rigs import FunctionPolicy, open_rig, run_episode
+
+    seen = []
+    plain = open_rig("sim:hand_laggy", env_kwargs={"settle_time": 0.0})
+    inner = FunctionPolicy(lambda obs: seen.append(obs) or np.zeros((1, 20), np.float32), plain.observation_space,
+                           plain.action_space)
+    plain.close()
+    vision = VisionPolicy(inner, estimator)
+    kwargs = vision.env_kwargs()
+    assert kwargs == {"camera_obs": (24, 24), "camera_zoom": 1.0, "camera_antialias": 0}
+    rig = open_rig("sim:hand_laggy", env_kwargs={"settle_time": 0.0, **kwargs})
+    measured = []
+    result = run_episode(rig, vision, seed=3, max_steps=3, on_step=lambda t, obs, r, info: measured.append(obs))
+    rig.close()
+    assert result.steps == 3 and len(seen) == 3 and "cameras" not in seen[0]
+    summary = vision.error_summary()
+    assert summary["steps"] == 3 and summary["position_mm_median"] > 0 and 0 <= summary["angle_deg_median"] <= 180
+    # what the policy saw at step 2 is the estimate from that step's images, not the measured pose
+    assert np.abs(seen[1]["object_pos"][0] - measured[0]["object_pos"]).max() > 0
+    with pytest.raises(ValueError, match="no 'cameras' key"):
+        vision.act({k: v[None] for k, v in measured[0].items() if k != "cameras"}, None)

@@ -1,0 +1,773 @@
+"""Sim-to-real studies: agents x training randomizations x seeds, trained, then evaluated on every rig.
+
+A study file (``studies/*.yaml``) names the matrix::
+
+    version: 1
+    name: hand_transfer
+    metric: consecutive_successes     # or ``return``
+    success_threshold: 1.0            # a mean below this on a setting is a failure there
+    steps: 3000000                    # env steps of every trained cell (same budget for all)
+    seeds: [0]
+    randomizations: [dactyl, none]    # training files of agents that do not name their own
+    agents:
+      - {name: ppo, agent: ppo, presets: [hand_cube], set: [env.nthread=1], vision: true}
+      - {name: dreamer, agent: dreamer, presets: [dreamer_v3, hand_cube], randomizations: [none],
+         steps: 100000}                                       # an agent's own budget, over the study's
+      - {name: shipped, run_dir: assets/policies/ppo_dr}      # a finished run: evaluated, never trained
+    pose_estimator: assets/policies/pose_estimator            # for the agents with ``vision: true``
+    rigs: [sim:hand_laggy, sim:hand_heavy_slippery]
+    evaluation: {episodes: 20, seed: 1000, max_steps: null}
+
+Each trained cell is ``agent x randomization x seed`` in ``OUT/runs/<agent>-<randomization>/seed<k>``
+(any agent of `simreal.training.agents.REGISTRY`, with its presets and ``--set`` overrides, then
+``env.randomization``, ``run.seed`` and ``run.steps`` from the study). A cell that finished is
+skipped, one that was stopped resumes from its checkpoint, and one whose saved config differs from
+what the study asks is refused. Every row (a cell; and, for ``vision: true``, the same cell acting
+on the pose the CNN estimates from the rig's camera images) runs ``episodes`` episodes on nominal
+simulation and on every rig with the same episode seeds; rig episodes are recorded under
+``OUT/logs``, per-episode results under ``OUT/eval`` (reused on a rerun while the policy file is
+unchanged).
+
+`summarize_study` gives, per row and setting, the mean of the metric, the drop rate and the
+rig-to-sim ratio with bootstrap 95% confidence intervals (seeds resampled, then episodes within
+each seed; the ratio pairs sim and rig episodes of the same seed), and `verdict` says in plain
+words what the numbers show, and never names a winner where every agent fails.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import math
+import multiprocessing
+import pathlib
+import shutil
+import time
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import yaml
+
+METRICS = ("consecutive_successes", "return")
+BOOTSTRAP_SAMPLES = 2000
+CONFIDENCE = 0.95
+_AGENT_KEYS = {"name", "agent", "presets", "set", "randomizations", "steps", "vision", "run_dir"}
+_TOP_KEYS = {"version", "name", "description", "metric", "success_threshold", "steps", "seeds", "randomizations",
+             "agents", "rigs", "pose_estimator", "evaluation"}
+_EVAL_KEYS = {"episodes", "seed", "max_steps"}
+
+
+class StudyError(ValueError):
+    """A study file or run folder that cannot be used as asked (one line)."""
+
+
+# ----------------------------------------------------------------------------- the study file
+@dataclasses.dataclass(frozen=True)
+class AgentEntry:
+    name: str
+    agent: str | None                  # a registered agent to train; None for a given run_dir
+    presets: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = ()
+    randomizations: tuple[str, ...] = ()
+    vision: bool = False
+    run_dir: pathlib.Path | None = None
+    steps: int | None = None           # this agent's budget, over the study's
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    name: str
+    source: pathlib.Path
+    metric: str
+    success_threshold: float
+    steps: int | None
+    seeds: tuple[int, ...]
+    agents: tuple[AgentEntry, ...]
+    rigs: tuple[str, ...]
+    episodes: int
+    eval_seed: int
+    max_steps: int | None
+    pose_estimator: pathlib.Path | None = None
+    description: str = ""
+
+
+def _err(source, key: str, message: str) -> StudyError:
+    return StudyError(f"{source}: {key}: {message}")
+
+
+def _int(value, source, key: str, low: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise _err(source, key, f"expected a whole number >= {low}, got {value!r}")
+    return int(value)
+
+
+def _names(value, source, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise _err(source, key, f"expected a list of names, got {value!r}")
+    return tuple(v.strip() for v in value)
+
+
+def _path(value, source: pathlib.Path, key: str) -> pathlib.Path:
+    """A path from the study file: as given when it exists (relative to the working folder), else
+    relative to the study file's folder."""
+    if not isinstance(value, str) or not value:
+        raise _err(source, key, f"expected a path, got {value!r}")
+    path = pathlib.Path(value).expanduser()
+    if path.exists() or path.is_absolute():
+        return path
+    beside = source.parent / path
+    return beside if beside.exists() else path
+
+
+def _label(randomization: str) -> str:
+    return pathlib.Path(randomization).stem if randomization.endswith((".yaml", ".yml")) else randomization
+
+
+def parse_study(data: Any, source: str | pathlib.Path = "<memory>") -> Study:
+    """Validate a loaded study file; every problem is one line naming the key."""
+    from simreal.training.agents import REGISTRY
+
+    source = pathlib.Path(source)
+    if data is None:
+        raise StudyError(f"{source}: the file is empty")
+    if not isinstance(data, dict):
+        raise StudyError(f"{source}: (top level): expected a mapping, got {type(data).__name__}")
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise _err(source, str(key), f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
+    if data.get("version", 1) != 1:
+        raise _err(source, "version", f"expected 1, got {data.get('version')!r}")
+    metric = data.get("metric", "consecutive_successes")
+    if metric not in METRICS:
+        raise _err(source, "metric", f"expected one of {', '.join(METRICS)}, got {metric!r}")
+    if "success_threshold" in data:
+        threshold = data["success_threshold"]
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            raise _err(source, "success_threshold", f"expected a finite number, got {threshold!r}")
+    elif metric == "consecutive_successes":
+        threshold = 1.0
+    else:
+        raise _err(source, "success_threshold", "required with metric 'return' (the return below which an agent "
+                   "fails the task)")
+    steps = data.get("steps")
+    steps = None if steps is None else _int(steps, source, "steps", 1)
+    seeds = data.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds:
+        raise _err(source, "seeds", f"expected a non-empty list of whole numbers, got {seeds!r}")
+    seeds = tuple(_int(s, source, f"seeds[{i}]") for i, s in enumerate(seeds))
+    if len(set(seeds)) != len(seeds):
+        raise _err(source, "seeds", f"a seed is listed twice: {list(seeds)}")
+    default_rand = _names(data.get("randomizations", ["none"]), source, "randomizations")
+    agents_data = data.get("agents")
+    if not isinstance(agents_data, list) or not agents_data:
+        raise _err(source, "agents", "required: a non-empty list of agents")
+    agents = []
+    for i, entry in enumerate(agents_data):
+        key = f"agents[{i}]"
+        if not isinstance(entry, dict):
+            raise _err(source, key, f"expected a mapping, got {entry!r}")
+        for k in entry:
+            if k not in _AGENT_KEYS:
+                raise _err(source, f"{key}.{k}", f"unknown key (known: {', '.join(sorted(_AGENT_KEYS))})")
+        name = entry.get("name")
+        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+            raise _err(source, f"{key}.name", f"expected a name of letters, digits, _ and -, got {name!r}")
+        run_dir = entry.get("run_dir")
+        if run_dir is not None:
+            extra = sorted(set(entry) - {"name", "run_dir", "vision"})
+            if extra:
+                raise _err(source, f"{key}.{extra[0]}", "a given run_dir is evaluated as it is: no training keys")
+            agent, run_dir = None, _path(run_dir, source, f"{key}.run_dir")
+            if not (run_dir / "config.yaml").is_file() or not (run_dir / "policy.pt").is_file():
+                raise _err(source, f"{key}.run_dir", f"{run_dir} is not a finished run (config.yaml and policy.pt)")
+        else:
+            agent = entry.get("agent")
+            if agent not in REGISTRY:
+                raise _err(source, f"{key}.agent", f"expected one of {', '.join(sorted(REGISTRY))}, got {agent!r}")
+        overrides = entry.get("set", [])
+        if not isinstance(overrides, list) or not all(isinstance(o, str) and "=" in o for o in overrides):
+            raise _err(source, f"{key}.set", f"expected a list of 'key.path=value' strings, got {overrides!r}")
+        vision = entry.get("vision", False)
+        if not isinstance(vision, bool):
+            raise _err(source, f"{key}.vision", f"expected true or false, got {vision!r}")
+        rands = _names(entry["randomizations"], source, f"{key}.randomizations") if "randomizations" in entry \
+            else default_rand
+        agents.append(AgentEntry(name=name, agent=agent, presets=_names(entry.get("presets", []), source,
+                                                                          f"{key}.presets"),
+                                 overrides=tuple(overrides), randomizations=() if run_dir else rands,
+                                 vision=vision, run_dir=run_dir,
+                                 steps=None if entry.get("steps") is None else _int(entry["steps"], source,
+                                                                                   f"{key}.steps", 1)))
+    names = [a.name for a in agents]
+    for name in names:
+        if names.count(name) > 1:
+            raise _err(source, "agents", f"the name {name!r} is used twice")
+    rigs = _names(data.get("rigs", []), source, "rigs")
+    if not rigs:
+        raise _err(source, "rigs", "required: a list of rigs to evaluate on (e.g. sim:hand_laggy)")
+    evaluation = data.get("evaluation", {}) or {}
+    if not isinstance(evaluation, dict):
+        raise _err(source, "evaluation", f"expected a mapping, got {evaluation!r}")
+    for k in evaluation:
+        if k not in _EVAL_KEYS:
+            raise _err(source, f"evaluation.{k}", f"unknown key (known: {', '.join(sorted(_EVAL_KEYS))})")
+    max_steps = evaluation.get("max_steps")
+    pose = data.get("pose_estimator")
+    pose = None if pose is None else _path(pose, source, "pose_estimator")
+    if any(a.vision for a in agents):
+        if pose is None:
+            raise _err(source, "pose_estimator", "required when an agent has vision: true")
+        if not estimator_file(pose).is_file():
+            raise _err(source, "pose_estimator", f"{pose}: no pose estimator export there "
+                       "(train one with `simreal pose train`)")
+    description = data.get("description", "")
+    return Study(name=str(data.get("name") or source.stem), source=source, metric=metric,
+                 success_threshold=float(threshold), steps=steps, seeds=seeds, agents=tuple(agents), rigs=rigs,
+                 episodes=_int(evaluation.get("episodes", 10), source, "evaluation.episodes", 1),
+                 eval_seed=_int(evaluation.get("seed", 1000), source, "evaluation.seed"),
+                 max_steps=None if max_steps is None else _int(max_steps, source, "evaluation.max_steps", 1),
+                 pose_estimator=pose, description=str(description))
+
+
+def load_study(path: str | pathlib.Path) -> Study:
+    path = pathlib.Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StudyError(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise StudyError(f"{path}: not a UTF-8 text file") from None
+    except OSError as exc:
+        raise StudyError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise StudyError(f"{path}: {where}not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    except RecursionError:
+        raise StudyError(f"{path}: nested too deeply to read") from None
+    return parse_study(data, path)
+
+
+def with_settings(study: Study, *, steps: int | None = None, seeds: Sequence[int] | None = None,
+                  episodes: int | None = None) -> Study:
+    """The study with command-line replacements of its budget, seeds or episode count."""
+    changes: dict[str, Any] = {}
+    if steps is not None:
+        changes["steps"] = int(steps)
+    if seeds is not None:
+        changes["seeds"] = tuple(int(s) for s in seeds)
+    if episodes is not None:
+        changes["episodes"] = int(episodes)
+    return dataclasses.replace(study, **changes)
+
+
+# ----------------------------------------------------------------------------- cells
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One training run of the study (or a given finished run)."""
+
+    label: str                # agent name and training randomization, e.g. ppo-dactyl
+    entry: AgentEntry
+    randomization: str | None
+    seed: int
+    run_dir: pathlib.Path
+
+    @property
+    def trained_here(self) -> bool:
+        return self.entry.run_dir is None
+
+
+def plan_cells(study: Study, out: str | pathlib.Path) -> list[Cell]:
+    out = pathlib.Path(out)
+    cells = []
+    for entry in study.agents:
+        if entry.run_dir is not None:
+            cells.append(Cell(entry.name, entry, None, study.seeds[0], entry.run_dir))
+            continue
+        for rand in entry.randomizations:
+            label = f"{entry.name}-{_label(rand)}"
+            for seed in study.seeds:
+                cells.append(Cell(label, entry, rand, seed, out / "runs" / label / f"seed{seed}"))
+    labels = [c.label for c in cells if c.seed == study.seeds[0] or not c.trained_here]
+    for label in labels:
+        if labels.count(label) > 1:
+            raise StudyError(f"{study.source}: agents: two cells are both called {label!r}; rename one agent")
+    return cells
+
+
+def cell_config(study: Study, cell: Cell) -> dict:
+    """The resolved training config of a cell: the agent's presets and overrides, then the study's."""
+    from simreal.training.agents import get_agent
+
+    entry = cell.entry
+    overrides = [*entry.overrides, f"env.randomization={cell.randomization}", f"run.seed={cell.seed}"]
+    steps = entry.steps if entry.steps is not None else study.steps
+    if steps is not None:
+        overrides.append(f"run.steps={steps}")
+    return get_agent(entry.agent).resolve_config(entry.presets, overrides)
+
+
+def _marker(run_dir: pathlib.Path) -> pathlib.Path:
+    return run_dir / "study_cell.json"
+
+
+def cell_status(study: Study, cell: Cell) -> str:
+    """``done`` (a given run, or training finished at the budget asked for), ``resume`` or ``new``.
+
+    A run folder whose saved config differs from what the study asks (other than the step budget)
+    is a `StudyError`: it is never silently reused or overwritten.
+    """
+    from simreal.training.run import RunDir
+
+    if not cell.trained_here:
+        return "done"
+    if not (cell.run_dir / "config.yaml").is_file():
+        return "new"
+    cfg = cell_config(study, cell)
+    if _comparable(RunDir(cell.run_dir, resume=True).load_config()) != _comparable(cfg):
+        raise StudyError(f"{cell.run_dir}: trained with other settings than {study.source} asks for; "
+                         "move the folder away or use another --out")
+    marker = _marker(cell.run_dir)
+    if marker.is_file() and (cell.run_dir / "policy.pt").is_file() and \
+            int(json.loads(marker.read_text()).get("steps", 0)) >= int(cfg["run"]["steps"]):
+        return "done"
+    return "resume"
+
+
+def _comparable(cfg: Mapping) -> dict:
+    """A config without the keys that may change between sessions of one run (the step budget, devices)."""
+    cfg = json.loads(json.dumps(cfg))
+    run = cfg.get("run", {})
+    for key in ("steps", "device", "torch_threads"):
+        run.pop(key, None)
+    return cfg
+
+
+def train_cell(study: Study, cell: Cell, progress: bool = False) -> dict:
+    """Train (or resume, or skip) one cell; returns its ``study_cell.json`` record."""
+    from simreal.training.agents import get_agent
+    from simreal.training.run import RunDir
+
+    status = cell_status(study, cell)
+    marker = _marker(cell.run_dir)
+    if status == "done":
+        return json.loads(marker.read_text())
+    cfg = cell_config(study, cell)
+    run = RunDir(cell.run_dir, resume=status == "resume" and run_has_checkpoint(cell.run_dir))
+    run.save_config(cfg)
+    marker.unlink(missing_ok=True)
+    start = time.perf_counter()
+    summary = get_agent(cell.entry.agent).train(cfg, run, progress=progress)
+    record = {"label": cell.label, "agent": cell.entry.agent, "presets": list(cell.entry.presets),
+              "overrides": list(cell.entry.overrides), "randomization": cell.randomization, "seed": cell.seed,
+              "env_steps": int(summary["env_steps"]), "steps": int(cfg["run"]["steps"]),
+              "minutes_last_session": round((time.perf_counter() - start) / 60, 2),
+              "commit": _commit()}
+    _write_json(marker, record)
+    return record
+
+
+def run_has_checkpoint(run_dir: pathlib.Path) -> bool:
+    from simreal.training.run import RunDir
+
+    return RunDir(run_dir, resume=True).latest_checkpoint() is not None
+
+
+def _commit() -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=pathlib.Path(__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _write_json(path: pathlib.Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+# ----------------------------------------------------------------------------- evaluation
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One line of the report: a cell acting on the measured state, or on the CNN's pose (vision)."""
+
+    cell: Cell
+    vision: bool
+
+    @property
+    def label(self) -> str:
+        return self.cell.label + ("+vision" if self.vision else "")
+
+
+def plan_rows(cells: Iterable[Cell]) -> list[Row]:
+    rows = []
+    for cell in cells:
+        rows.append(Row(cell, False))
+        if cell.entry.vision:
+            rows.append(Row(cell, True))
+    return rows
+
+
+def estimator_file(path: pathlib.Path) -> pathlib.Path:
+    """A pose estimator export: the file, or ``pose_estimator.pt`` in a run folder."""
+    from simreal.perception.estimator import EXPORT_NAME
+
+    return path / EXPORT_NAME if path.is_dir() else path
+
+
+def _sha(path: pathlib.Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _eval_path(out: pathlib.Path, row: Row, setting: str) -> pathlib.Path:
+    safe = setting.replace("://", "_").replace(":", "_").replace("/", "_")
+    return out / "eval" / row.label / f"seed{row.cell.seed}" / f"{safe}.json"
+
+
+def evaluate_row(study: Study, row: Row, setting: str, out: str | pathlib.Path, progress: bool = False) -> dict:
+    """``study.episodes`` episodes of a row on one setting (``nominal`` or a rig); cached in OUT/eval."""
+    from simreal.agents import load_policy
+    from simreal.evaluation.metrics import episode_metrics
+    from simreal.evaluation.transfer import AgentRun
+    from simreal.rigs import open_rig, record, run_episodes
+
+    out = pathlib.Path(out)
+    run = AgentRun.load(row.cell.run_dir, name=row.label)
+    key = {"policy_sha": _sha(run.policy_path), "episodes": study.episodes, "seed": study.eval_seed,
+           "max_steps": study.max_steps, "setting": setting, "vision": row.vision,
+           "pose_estimator": _sha(estimator_file(study.pose_estimator)) if row.vision else None}
+    path = _eval_path(out, row, setting)
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key:
+            return cached
+    policy = load_policy(run.policy_path)
+    env_kwargs = dict(run.env_kwargs)
+    vision = None
+    if row.vision:
+        from simreal.perception.wrapper import VisionPolicy
+
+        policy = vision = VisionPolicy(policy, estimator_file(study.pose_estimator))
+        env_kwargs.update(vision.env_kwargs())
+    rig = open_rig(setting, env_id=run.env_id, env_kwargs=env_kwargs, action_repeat=run.action_repeat,
+                   seed=study.eval_seed)
+    try:
+        logs = out / "logs" / row.label / f"seed{row.cell.seed}" / path.stem
+        if setting != "nominal":
+            shutil.rmtree(logs, ignore_errors=True)  # a stopped evaluation's partial recording
+            record(rig, logs).set_tags(agent=row.label, run_dir=str(row.cell.run_dir), study=study.name)
+        results = run_episodes(rig, policy, study.episodes, seed=study.eval_seed, max_steps=study.max_steps,
+                               progress=progress)
+        dt = rig.info().control_dt
+    finally:
+        rig.close()
+    episodes = [dataclasses.asdict(episode_metrics(r.rewards, r.infos, dt)) for r in results]
+    result = {"key": key, "row": row.label, "seed": row.cell.seed, "setting": setting, "episodes": episodes,
+              "ends": [r.end for r in results],
+              "safety": {k: int(sum(r.safety[k] for r in results)) for k in results[0].safety}}
+    if vision is not None:
+        result["pose_error"] = vision.error_summary()
+    _write_json(path, result)
+    return result
+
+
+# ----------------------------------------------------------------------------- statistics
+def episode_values(episodes: Sequence[Mapping], metric: str) -> np.ndarray:
+    """The per-episode value of ``metric`` (``consecutive_successes`` or ``return``)."""
+    key = "successes" if metric == "consecutive_successes" else "ret"
+    values = [e.get(key) for e in episodes]
+    if any(v is None for v in values):
+        raise StudyError(f"metric {metric!r}: the env reports no {key} (use metric: return)")
+    return np.asarray(values, dtype=float)
+
+
+def _resample(groups: Sequence[np.ndarray], rng: np.random.Generator, n: int) -> np.ndarray:
+    """Indices of ``n`` hierarchical resamples: seeds with replacement, then episodes within each seed.
+
+    Returns (positions, valid): positions (n, seeds, longest) into the concatenated groups, and which
+    of them count (a seed with fewer episodes fills only its first entries).
+    """
+    lengths = np.array([len(g) for g in groups])
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    k, m = len(groups), int(lengths.max())
+    seeds = rng.integers(0, k, size=(n, k))
+    # episode positions drawn uniformly within each chosen seed's own episode count
+    u = rng.random((n, k, m))
+    within = np.minimum((u * lengths[seeds][..., None]).astype(int), lengths[seeds][..., None] - 1)
+    valid = np.arange(m)[None, None, :] < lengths[seeds][..., None]
+    return offsets[seeds][..., None] + within, valid
+
+
+def bootstrap_mean(groups: Sequence[np.ndarray], seed: int = 0, samples: int = BOOTSTRAP_SAMPLES
+                   ) -> tuple[float, float, float]:
+    """Mean over all episodes and its bootstrap 95% interval (seeds, then episodes within seeds)."""
+    groups = [np.asarray(g, dtype=float) for g in groups if len(g)]
+    flat = np.concatenate(groups)
+    idx, valid = _resample(groups, np.random.default_rng(seed), samples)
+    means = (flat[idx] * valid).sum(axis=(1, 2)) / valid.sum(axis=(1, 2))
+    lo, hi = np.quantile(means, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
+    return float(flat.mean()), float(lo), float(hi)
+
+
+def bootstrap_ratio(rig: Sequence[np.ndarray], sim: Sequence[np.ndarray], seed: int = 0,
+                    samples: int = BOOTSTRAP_SAMPLES) -> tuple[float | None, float | None, float | None]:
+    """rig mean / sim mean and its 95% interval; sim and rig episodes of one seed share their seeds, so
+    a resample takes the same (seed, episode) pairs from both. None where the sim mean is not positive."""
+    rig = [np.asarray(g, dtype=float) for g in rig]
+    sim = [np.asarray(g, dtype=float) for g in sim]
+    if [len(g) for g in rig] != [len(g) for g in sim]:
+        raise ValueError("rig and sim need the same episodes per seed")
+    flat_rig, flat_sim = np.concatenate(rig), np.concatenate(sim)
+    if flat_sim.mean() <= 0:
+        return None, None, None
+    idx, valid = _resample(sim, np.random.default_rng(seed), samples)
+    num = (flat_rig[idx] * valid).sum(axis=(1, 2))
+    den = (flat_sim[idx] * valid).sum(axis=(1, 2))
+    ratios = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    ratios = ratios[np.isfinite(ratios)]
+    lo, hi = np.quantile(ratios, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2]) if len(ratios) else (np.nan,) * 2
+    return float(flat_rig.mean() / flat_sim.mean()), float(lo), float(hi)
+
+
+def summarize_study(study: Study, results: Mapping[tuple[str, int, str], Mapping]) -> dict:
+    """The report dict from per-(row, seed, setting) evaluation results."""
+    settings = ["nominal", *study.rigs]
+    rows: dict[str, dict] = {}
+    for (label, seed, setting), result in results.items():
+        rows.setdefault(label, {}).setdefault(setting, {})[seed] = result
+    table = []
+    for label, by_setting in rows.items():
+        entry: dict[str, Any] = {"row": label, "settings": {}}
+        seeds = sorted(by_setting["nominal"])
+        sim_groups = [episode_values(by_setting["nominal"][s]["episodes"], study.metric) for s in seeds]
+        for setting in settings:
+            res = by_setting[setting]
+            groups = [episode_values(res[s]["episodes"], study.metric) for s in seeds]
+            mean, lo, hi = bootstrap_mean(groups)
+            drops = [[float(bool(e.get("dropped"))) for e in res[s]["episodes"]] for s in seeds]
+            has_drops = all(e.get("dropped") is not None for s in seeds for e in res[s]["episodes"])
+            cell: dict[str, Any] = {"mean": mean, "ci95": [lo, hi],
+                                    "median": float(np.median(np.concatenate(groups))),
+                                    "episodes": int(sum(len(g) for g in groups)), "seeds": seeds}
+            if has_drops:
+                d, dlo, dhi = bootstrap_mean(drops)
+                cell["drop_rate"], cell["drop_rate_ci95"] = d, [dlo, dhi]
+            if setting != "nominal":
+                r, rlo, rhi = bootstrap_ratio(groups, sim_groups)
+                cell["ratio_to_sim"], cell["ratio_ci95"] = r, [rlo, rhi]
+            errors = [res[s].get("pose_error") for s in seeds if res[s].get("pose_error")]
+            if errors:
+                cell["pose_error"] = errors[0] if len(errors) == 1 else {
+                    k: float(np.mean([e[k] for e in errors])) for k in errors[0]}
+            entry["settings"][setting] = cell
+        table.append(entry)
+    report = {"study": study.name, "description": study.description, "source": str(study.source),
+              "metric": study.metric, "success_threshold": study.success_threshold, "settings": settings,
+              "episodes_per_seed": study.episodes, "eval_seed": study.eval_seed, "seeds": list(study.seeds),
+              "confidence": CONFIDENCE, "bootstrap_samples": BOOTSTRAP_SAMPLES, "rows": table}
+    report["verdict"] = verdict(report)
+    return report
+
+
+def _metric_words(metric: str) -> str:
+    return "consecutive successes" if metric == "consecutive_successes" else "return"
+
+
+def verdict(report: Mapping) -> list[str]:
+    """Plain sentences on what the numbers show; no winner where every agent fails."""
+    metric, threshold = report["metric"], report["success_threshold"]
+    words = _metric_words(metric)
+    rows = report["rows"]
+    passes = lambda cell: cell["mean"] >= threshold  # noqa: E731
+    learned = [r for r in rows if passes(r["settings"]["nominal"])]
+    lines = []
+    if not learned:
+        lines.append(f"No agent learned the task: every agent's mean {words} on nominal simulation is below "
+                     f"{threshold:g}, so there is no transfer to compare and no winner.")
+        return lines
+    failed = [r["row"] for r in rows if r not in learned]
+    if failed:
+        lines.append(f"Below {threshold:g} mean {words} on nominal simulation (not compared): {', '.join(failed)}.")
+    for setting in report["settings"][1:]:
+        cells = [(r["row"], r["settings"][setting]) for r in learned]
+        working = [(name, c) for name, c in cells if passes(c)]
+        if not working:
+            lines.append(f"On {setting} every agent fails (mean {words} below {threshold:g}): no winner.")
+            continue
+        ranked = sorted(working, key=lambda nc: nc[1]["mean"], reverse=True)
+        best, cell = ranked[0]
+        kept = cell.get("ratio_to_sim")
+        keeps = (f", keeping {kept:.0%} of its simulated {words} (95% CI {cell['ratio_ci95'][0]:.0%}-"
+                 f"{cell['ratio_ci95'][1]:.0%})" if kept is not None else "")
+        text = f"On {setting}, {best} does best: mean {words} {cell['mean']:.2f} " \
+               f"(95% CI {cell['ci95'][0]:.2f}-{cell['ci95'][1]:.2f}){keeps}."
+        if len(ranked) > 1 and ranked[1][1]["ci95"][1] >= cell["ci95"][0]:
+            text += f" Its interval overlaps {ranked[1][0]}'s, so the two are not separable at 95%."
+        others = [n for n, c in cells if not passes(c)]
+        if others:
+            text += f" Below {threshold:g} there: {', '.join(others)}."
+        lines.append(text)
+    return lines
+
+
+# ----------------------------------------------------------------------------- report
+def _fmt_ci(value: float | None, ci: Sequence[float | None] | None, digits: int = 2, pct: bool = False) -> str:
+    if value is None:
+        return "-"
+    if pct:
+        return f"{value:.0%} [{ci[0]:.0%}, {ci[1]:.0%}]" if ci and ci[0] is not None else f"{value:.0%}"
+    return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def markdown(report: Mapping) -> str:
+    words = _metric_words(report["metric"])
+    settings = report["settings"]
+    lines = [f"# Study: {report['study']}", ""]
+    if report.get("description"):
+        lines += [report["description"], ""]
+    lines += [f"Mean {words} per episode with bootstrap 95% intervals ({report['episodes_per_seed']} episodes per "
+              f"seed and setting, seeds {', '.join(map(str, report['seeds']))}, episode seeds from "
+              f"{report['eval_seed']}); 'kept' is rig / nominal sim.", ""]
+    head = ["agent", f"nominal sim"] + [f"{s}" for s in settings[1:]] + [f"kept on {s}" for s in settings[1:]]
+    has_drops = any("drop_rate" in c for r in report["rows"] for c in r["settings"].values())
+    if has_drops:
+        head += [f"drops {s}" for s in settings]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in report["rows"]:
+        cells = r["settings"]
+        row = [r["row"]] + [_fmt_ci(cells[s]["mean"], cells[s]["ci95"]) for s in settings]
+        row += [_fmt_ci(cells[s].get("ratio_to_sim"), cells[s].get("ratio_ci95"), pct=True) for s in settings[1:]]
+        if has_drops:
+            row += [f"{cells[s]['drop_rate']:.0%}" if "drop_rate" in cells[s] else "-" for s in settings]
+        lines.append("| " + " | ".join(row) + " |")
+    vision = [(r["row"], s, c["pose_error"]) for r in report["rows"] for s, c in r["settings"].items()
+              if c.get("pose_error")]
+    if vision:
+        lines += ["", "Pose estimator error on the episodes it drove (median position mm / orientation deg):", ""]
+        for name, setting, e in vision:
+            lines.append(f"- {name} on {setting}: {e['position_mm_median']:.1f} mm / {e['angle_deg_median']:.1f} deg")
+    lines += ["", "## Verdict", "", *[f"- {line}" for line in report["verdict"]]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: Mapping, path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, settings = report["rows"], report["settings"]
+    has_drops = any("drop_rate" in c for r in rows for c in r["settings"].values())
+    panels = 1 + has_drops
+    fig, axes = plt.subplots(1, panels, figsize=(2.2 + 1.4 * len(rows) * panels + 2, 4.2), squeeze=False)
+    width = 0.8 / len(settings)
+    x = np.arange(len(rows))
+    colors = plt.get_cmap("tab10")
+    for panel, (key, ci_key, label) in enumerate([("mean", "ci95", f"mean {_metric_words(report['metric'])}"),
+                                                  ("drop_rate", "drop_rate_ci95", "drop rate")][:panels]):
+        ax = axes[0, panel]
+        for k, setting in enumerate(settings):
+            values = np.array([r["settings"][setting].get(key, np.nan) for r in rows], dtype=float)
+            cis = np.array([r["settings"][setting].get(ci_key, [np.nan, np.nan]) for r in rows], dtype=float)
+            err = np.abs(np.stack([values - cis[:, 0], cis[:, 1] - values]))
+            ax.bar(x + (k - (len(settings) - 1) / 2) * width, values, width, yerr=err, capsize=3,
+                   color=colors(k), label=setting)
+        if key == "mean":
+            ax.axhline(report["success_threshold"], color="black", lw=0.8, ls="--", label="success threshold")
+        else:
+            ax.set_ylim(0.0, 1.0)
+        ax.set_xticks(x, [r["row"] for r in rows], rotation=20, ha="right")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} (95% bootstrap CI)")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"study {report['study']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(out: str | pathlib.Path, report: Mapping) -> dict[str, pathlib.Path]:
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "report.json", "markdown": out / "report.md", "plot": out / "report.png"}
+    _write_json(paths["json"], report)
+    paths["markdown"].write_text(markdown(report))
+    plot(report, paths["plot"])
+    return paths
+
+
+# ----------------------------------------------------------------------------- the whole study
+def _pool(jobs: int):
+    return concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _evaluate_task(study, row, setting, out):  # top level: picklable for the process pool
+    import torch
+
+    torch.set_num_threads(1)
+    return evaluate_row(study, row, setting, out)
+
+
+def _train_task(study, cell):
+    return train_cell(study, cell, progress=False)
+
+
+def run_study(study: Study, out: str | pathlib.Path, jobs: int = 1, train: bool = True, progress: bool = True,
+              log: Callable[[str], None] = print) -> dict:
+    """Train every unfinished cell, evaluate every row on nominal sim and every rig, write the report."""
+    out = pathlib.Path(out)
+    cells = plan_cells(study, out)
+    todo = [c for c in cells if cell_status(study, c) != "done"]
+    if todo and not train:
+        raise StudyError(f"{len(todo)} cell(s) not trained yet ({', '.join(f'{c.label}/seed{c.seed}' for c in todo)}); "
+                         "run without --no-train")
+    for cell in todo:
+        cell_config(study, cell)  # every cell's config resolves before any training starts
+    out.mkdir(parents=True, exist_ok=True)
+    if todo:
+        log(f"training {len(todo)} cell(s), {jobs} at a time: {', '.join(f'{c.label}/seed{c.seed}' for c in todo)}")
+    if jobs > 1 and len(todo) > 1:
+        with _pool(jobs) as pool:
+            futures = {pool.submit(_train_task, study, c): c for c in todo}
+            for future in concurrent.futures.as_completed(futures):
+                record = future.result()
+                log(f"trained {futures[future].label}/seed{futures[future].seed}: {record['env_steps']} env steps")
+    else:
+        for cell in todo:
+            log(f"training {cell.label}/seed{cell.seed}")
+            record = train_cell(study, cell, progress=progress)
+            log(f"trained {cell.label}/seed{cell.seed}: {record['env_steps']} env steps")
+    rows = plan_rows(cells)
+    settings = ["nominal", *study.rigs]
+    tasks = [(row, setting) for row in rows for setting in settings]
+    results: dict[tuple[str, int, str], Mapping] = {}
+    labels = list(dict.fromkeys(r.label for r in rows))
+    log(f"evaluating {len(labels)} agent row(s) x {len(study.seeds)} seed(s) on {', '.join(settings)}: "
+        f"{study.episodes} episodes each")
+    if jobs > 1 and len(tasks) > 1:
+        with _pool(jobs) as pool:
+            futures = {pool.submit(_evaluate_task, study, row, s, out): (row, s) for row, s in tasks}
+            for future in concurrent.futures.as_completed(futures):
+                row, setting = futures[future]
+                results[(row.label, row.cell.seed, setting)] = future.result()
+    else:
+        for row, setting in tasks:
+            results[(row.label, row.cell.seed, setting)] = evaluate_row(study, row, setting, out, progress=progress)
+    ordered = {(r.label, r.cell.seed, s): results[(r.label, r.cell.seed, s)] for r, s in tasks}
+    report = summarize_study(study, ordered)
+    report["training"] = {f"{c.label}/seed{c.seed}": (json.loads(_marker(c.run_dir).read_text())
+                                                      if _marker(c.run_dir).is_file() else {"run_dir": str(c.run_dir)})
+                          for c in cells}
+    report["paths"] = {k: str(v) for k, v in write_report(out, report).items()}
+    return report
