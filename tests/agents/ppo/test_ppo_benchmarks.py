@@ -21,7 +21,8 @@ def test_throughput_reports_both_learners_and_the_ratio(env, capsys):
     result = load("ppo_throughput").main(["--quick", "--env", env])
     assert result["settings"]["env"] == env
     assert result["ours_steps_per_s"] > 0 and result["sb3_steps_per_s"] > 0
-    assert result["ratio"] == round(result["ours_steps_per_s"] / result["sb3_steps_per_s"], 2)
+    # the ratio is of the unrounded rates: the rounded ones can disagree in the last digit (1.49 vs 1.48)
+    assert result["ratio"] == pytest.approx(result["ours_steps_per_s"] / result["sb3_steps_per_s"], abs=0.011)
     for side in ("ours", "sb3"):
         timing = result["per_update_s"][side]
         assert 0 < timing["env_s"] <= timing["collect_s"] and timing["update_s"] > 0
