@@ -52,10 +52,25 @@ def markdown(report: dict) -> str:
         for a in wm:
             lines.append(f"- {a['name']}: {a['prediction_error']:.4g}")
     if len(agents) > 1:
-        best = min(agents, key=lambda a: abs(a["gap"].get("return_mean") or 0.0))
-        lines += ["", f"Smallest sim-to-rig return gap: **{best['name']}** "
-                      f"({_fmt(best['gap'].get('return_mean'))})."]
+        lines += ["", headline(agents)]
     return "\n".join(lines) + "\n"
+
+
+def headline(agents: list[dict]) -> str:
+    """The agent with the smallest sim-to-rig return gap, among those that do the task on nominal sim.
+
+    Where the task counts successes (the hand), an agent that reaches no goal on nominal simulation
+    (mean consecutive successes below 1) has nothing to transfer: when every agent is such, no agent is
+    named (a gap of 0 between two failures is no achievement).
+    """
+    working = [a for a in agents if a["sim"].get("successes_mean") is None or a["sim"]["successes_mean"] >= 1.0]
+    if not working:
+        return ("No agent reaches a goal on nominal simulation (mean consecutive successes below 1): "
+                "there is no transfer to compare, and no smallest gap to name.")
+    best = min(working, key=lambda a: abs(a["gap"].get("return_mean") or 0.0))
+    skipped = [a["name"] for a in agents if a not in working]
+    note = f" ({', '.join(skipped)}: no goal reached on nominal simulation, not compared)" if skipped else ""
+    return f"Smallest sim-to-rig return gap: **{best['name']}** ({_fmt(best['gap'].get('return_mean'))}){note}."
 
 
 def plot(report: dict, path: pathlib.Path) -> None:

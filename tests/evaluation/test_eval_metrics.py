@@ -42,3 +42,17 @@ def test_report_files(tmp_path):
     text = paths["markdown"].read_text()
     assert "| ppo-dr | dactyl | 10.0 ± 0.0 | 4.0 ± 0.0 | 6.0 |" in text
     assert paths["plot"].stat().st_size > 1000 and markdown(report) == text
+
+
+def test_the_transfer_headline_names_no_agent_when_none_reaches_a_goal():
+    from simreal.evaluation.report import headline
+
+    def agent(name, successes, gap):
+        return {"name": name, "sim": {"successes_mean": successes}, "gap": {"return_mean": gap}}
+
+    text = headline([agent("ppo_dr", 0.0, 0.0), agent("dreamer", 0.2, 3.0)])
+    assert "No agent reaches a goal" in text and "ppo_dr" not in text
+    text = headline([agent("ppo_dr", 6.0, 4.0), agent("broken", 0.0, 0.0)])
+    assert "**ppo_dr**" in text and "broken: no goal reached" in text
+    assert "**a**" in headline([{"name": "a", "sim": {}, "gap": {"return_mean": 1.0}},
+                                {"name": "b", "sim": {}, "gap": {"return_mean": 5.0}}])  # return-only envs
