@@ -10,6 +10,10 @@ An export is a ``torch.save`` dict that loads with ``weights_only=True``::
 
 A rig loads it with `load_export` and the agent's own ``policy_from_export``
 (network code only: no trainer, no env).
+
+Neither side accepts NaN or inf weights: `save_export` refuses to write them and
+`load_export` refuses to load them (`simreal.training.finite.NonFiniteError`,
+one line naming the file and the tensor).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from simreal.training.finite import NonFiniteError, non_finite_tensor
 from simreal.training.run import RunDirError, load_weights_only
 
 FORMAT = "simreal-policy"
@@ -61,6 +66,10 @@ def save_export(path: str | os.PathLike, agent: str, config: Mapping, observatio
                 action_space: gym.Space, weights: Mapping[str, torch.Tensor],
                 extra: Mapping[str, Any] | None = None) -> pathlib.Path:
     path = pathlib.Path(path)
+    bad = non_finite_tensor(weights)
+    if bad is not None:
+        raise NonFiniteError(f"export {path}: weight {bad[0]!r} holds {bad[1]}; refusing to write non-finite "
+                             "weights (the file was left as it was)")
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT, "version": VERSION, "agent": agent, "config": dict(config),
@@ -74,7 +83,8 @@ def save_export(path: str | os.PathLike, agent: str, config: Mapping, observatio
 
 
 def load_export(path: str | os.PathLike, agent: str | None = None) -> dict:
-    """The export's dict with spaces rebuilt; checks the format (and the agent, when given)."""
+    """The export's dict with spaces rebuilt; checks the format (and the agent, when given) and that
+    every weight is finite."""
     data = load_weights_only(path)
     if data.get("format") != FORMAT:
         raise RunDirError(f"{path}: not a simreal policy export (format {data.get('format')!r})")
@@ -82,6 +92,10 @@ def load_export(path: str | os.PathLike, agent: str | None = None) -> dict:
         raise RunDirError(f"{path}: export version {data.get('version')} not supported (expected {VERSION})")
     if agent is not None and data.get("agent") != agent:
         raise RunDirError(f"{path}: exported by agent {data.get('agent')!r}, expected {agent!r}")
+    bad = non_finite_tensor(data.get("weights") or {})
+    if bad is not None:
+        raise NonFiniteError(f"{path}: weight {bad[0]!r} holds {bad[1]}; refusing a policy with non-finite "
+                             "weights (its training diverged)")
     data["observation_space"] = space_from_dict(data["observation_space"])
     data["action_space"] = space_from_dict(data["action_space"])
     return data
