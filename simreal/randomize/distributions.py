@@ -9,16 +9,49 @@ own stream) and transform them in one vectorized call.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+import math
+from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 from scipy import special, stats
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # YAML's true/false/yes/no: pydantic would read them as 1 and 0
+        raise PydanticCustomError("number_type", "Input should be a number, not a boolean")
+    return value
+
+
+def _finite(value: Any) -> Any:
+    """No booleans, NaN or infinities, and nothing that only becomes a float as inf (1e400, 10**400)."""
+    value = _not_bool(value)
+    if isinstance(value, (int, float, str)):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        except ValueError:
+            return value  # not a number at all: pydantic says so
+        if not math.isfinite(number):
+            raise PydanticCustomError("finite_number", "Input should be a finite number")
+    return value
+
+
+FiniteFloat = Annotated[float, BeforeValidator(_finite), Field(allow_inf_nan=False)]
+"""The number type of every float a randomization file holds: finite, never a boolean."""
+WholeNumber = Annotated[int, BeforeValidator(_not_bool)]
+"""The integer type of every whole number a randomization file holds: never a boolean."""
 
 
 def open_unit(u: np.ndarray) -> np.ndarray:
     """u kept off 0 and 1, where the normal quantile is infinite (rng.random can return exactly 0)."""
     return np.clip(u, 1e-300, np.nextafter(1.0, 0.0))
+
+
+Z_REACH = float(-special.ndtri(1e-300))
+"""How many std a normal sample can reach (about 37): where `open_unit` keeps the quantile finite."""
 
 
 class _Dist(BaseModel):
@@ -35,6 +68,10 @@ class _Dist(BaseModel):
         """The same law as a frozen scipy.stats distribution (for tests and plots)."""
         raise NotImplementedError
 
+    def support(self) -> tuple[float, float]:
+        """(lowest, highest) sample; infinite ends for an unbounded law (a normal with std > 0)."""
+        raise NotImplementedError
+
 
 class _Interval(_Dist):
     """A law on [low, high]: high must not be below low."""
@@ -43,15 +80,20 @@ class _Interval(_Dist):
     def _check(self):
         if self.high < self.low:
             raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+        if not math.isfinite(self.high - self.low):
+            raise ValueError(f"the width high - low overflows ({self.low} to {self.high})")
         return self
+
+    def support(self):
+        return float(self.low), float(self.high)
 
 
 class Uniform(_Interval):
     """Uniform on [low, high]."""
 
     type: Literal["uniform"]
-    low: float
-    high: float
+    low: FiniteFloat
+    high: FiniteFloat
 
     def from_uniform(self, u):
         return self.low + (self.high - self.low) * u
@@ -64,8 +106,8 @@ class LogUniform(_Interval):
     """exp(Uniform(log low, log high)): scale factors symmetric in ratio (Dactyl's damping, gains)."""
 
     type: Literal["loguniform"]
-    low: float = Field(gt=0)
-    high: float = Field(gt=0)
+    low: FiniteFloat = Field(gt=0)
+    high: FiniteFloat = Field(gt=0)
 
     def from_uniform(self, u):
         lo = np.log(self.low)
@@ -77,8 +119,17 @@ class LogUniform(_Interval):
 
 class Normal(_Dist):
     type: Literal["normal"]
-    mean: float = 0.0
-    std: float = Field(ge=0)
+    mean: FiniteFloat = 0.0
+    std: FiniteFloat = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not math.isfinite(abs(self.mean) + Z_REACH * self.std):
+            raise ValueError(f"samples overflow: mean +- {Z_REACH:.0f} std (how far the sampler reaches) is not finite")
+        return self
+
+    def support(self):
+        return (self.mean, self.mean) if self.std == 0 else (-math.inf, math.inf)
 
     def from_uniform(self, u):
         return self.mean + self.std * special.ndtri(open_unit(u))
@@ -96,16 +147,19 @@ class TruncNormal(_Dist):
     """
 
     type: Literal["truncnormal"]
-    mean: float = 0.0
-    std: float = Field(gt=0)
-    low: float
-    high: float
+    mean: FiniteFloat = 0.0
+    std: FiniteFloat = Field(gt=0)
+    low: FiniteFloat
+    high: FiniteFloat
 
     @model_validator(mode="after")
     def _check(self):
         if not self.low < self.high:
             raise ValueError(f"low ({self.low}) must be < high ({self.high})")
         return self
+
+    def support(self):
+        return float(self.low), float(self.high)
 
     def scipy(self):
         a, b = (self.low - self.mean) / self.std, (self.high - self.mean) / self.std
@@ -127,17 +181,20 @@ class Choice(_Dist):
     """One of values, with optional weights (normalized)."""
 
     type: Literal["choice"]
-    values: list[float] = Field(min_length=1)
-    weights: list[float] | None = None
+    values: list[FiniteFloat] = Field(min_length=1)
+    weights: list[FiniteFloat] | None = None
 
     @model_validator(mode="after")
     def _check(self):
         if self.weights is not None:
             if len(self.weights) != len(self.values):
                 raise ValueError(f"weights has {len(self.weights)} entries, values has {len(self.values)}")
-            if min(self.weights) < 0 or sum(self.weights) <= 0:
-                raise ValueError("weights must be >= 0 with a positive sum")
+            if min(self.weights) < 0 or not 0 < sum(self.weights) < math.inf:
+                raise ValueError("weights must be >= 0 with a positive, finite sum")
         return self
+
+    def support(self):
+        return float(min(self.values)), float(max(self.values))
 
     def probabilities(self) -> np.ndarray:
         w = np.ones(len(self.values)) if self.weights is None else np.asarray(self.weights, float)
@@ -153,10 +210,13 @@ class Choice(_Dist):
 
 class Constant(_Dist):
     type: Literal["constant"]
-    value: float
+    value: FiniteFloat
 
     def from_uniform(self, u):
         return np.full(np.shape(u), self.value, dtype=float)
+
+    def support(self):
+        return float(self.value), float(self.value)
 
 
 Distribution = Annotated[

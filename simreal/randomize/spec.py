@@ -50,16 +50,18 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
     PrivateAttr,
     Tag,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
-from simreal.randomize.distributions import DISTRIBUTION_TYPES, Distribution
+from simreal.randomize.distributions import DISTRIBUTION_TYPES, Distribution, FiniteFloat, WholeNumber, _not_bool
 
 SHIPPED_DIR = pathlib.Path(__file__).resolve().parents[2] / "randomizations"
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
@@ -73,12 +75,37 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class FieldTarget(_Strict):
+def _no_duplicates(items: list | None, what: str) -> list | None:
+    """items unchanged, or a ValueError naming the first repeated entry (one pass, so long lists stay fast)."""
+    first: dict = {}
+    for i, item in enumerate(items or ()):
+        j = first.setdefault(item, i)
+        if j != i:
+            raise ValueError(f"duplicate {what} {item!r} (entries {j} and {i})")
+    return items
+
+
+class _Named(_Strict):
+    """A target whose ``names`` globs select elements: the same glob twice is a mistake."""
+
+    @field_validator("names", mode="after", check_fields=False)
+    @classmethod
+    def _unique_names(cls, names):
+        return _no_duplicates(names, "name")
+
+
+class FieldTarget(_Named):
     """An MjModel array field (``body_mass``) or MjOption field (``opt.gravity``)."""
 
     field: str = Field(min_length=1)
     names: list[str] | None = Field(default=None, description="glob patterns over the names of the field's objects")
-    columns: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, description="components of each row")
+    columns: list[Annotated[WholeNumber, Field(ge=0)]] | None = Field(
+        default=None, description="components of each row, each at most once")
+
+    @field_validator("columns", mode="after")
+    @classmethod
+    def _unique_columns(cls, columns):
+        return _no_duplicates(columns, "column")
 
 
 class ObservationTarget(_Strict):
@@ -92,6 +119,11 @@ class ActionTarget(_Strict):
 
     action: Literal["all"] | list[str]
 
+    @field_validator("action", mode="after")
+    @classmethod
+    def _unique_names(cls, action):
+        return action if action == "all" else _no_duplicates(action, "name")
+
 
 # effect -> its parameters, each with its nominal value (the effect is off at the nominal).
 EFFECT_PARAMS: dict[str, dict[str, float]] = {
@@ -102,7 +134,7 @@ EFFECT_PARAMS: dict[str, dict[str, float]] = {
 }
 
 
-class EffectTarget(_Strict):
+class EffectTarget(_Named):
     """A parameter of an unmodeled effect, for the elements whose names match (all if omitted).
 
     backlash.width (rad, per actuator), action_delay.delay (s, per actuator),
@@ -126,8 +158,8 @@ class EffectTarget(_Strict):
 class AdrSettings(_Strict):
     """Automatic domain randomization of one randomizer's uniform range (OpenAI 2019)."""
 
-    step: float = Field(gt=0, description="how much a boundary moves per update")
-    limits: tuple[float, float] = Field(description="the range never grows past [low, high]")
+    step: FiniteFloat = Field(gt=0, description="how much a boundary moves per update")
+    limits: tuple[FiniteFloat, FiniteFloat] = Field(description="the range never grows past [low, high]")
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -140,9 +172,10 @@ class AdrConfig(_Strict):
     """File-wide ADR settings: what performance is measured and when boundaries move."""
 
     metric: str = Field(default="return", description="'return' or a key of the episode's last info")
-    thresholds: tuple[float, float] = Field(description="[low, high]: narrow below low, widen at or above high")
-    buffer_size: int = Field(default=20, ge=1, description="episodes per boundary before a decision")
-    boundary_probability: float = Field(default=0.5, ge=0.0, le=1.0,
+    thresholds: tuple[FiniteFloat, FiniteFloat] = Field(
+        description="[low, high]: narrow below low, widen at or above high")
+    buffer_size: WholeNumber = Field(default=20, ge=1, description="episodes per boundary before a decision")
+    boundary_probability: FiniteFloat = Field(default=0.5, ge=0.0, le=1.0,
                                         description="chance that an episode pins one parameter at a boundary")
 
     @model_validator(mode="after")
@@ -196,7 +229,7 @@ IMAGE_EFFECTS: dict[str, str] = {
 }
 
 
-class VisualTarget(_Strict):
+class VisualTarget(_Named):
     """A parameter of the rendered scene that is not one model field (see ``VISUAL_PARAMS``)."""
 
     visual: Literal[tuple(VISUAL_PARAMS)]  # type: ignore[valid-type]
@@ -204,7 +237,7 @@ class VisualTarget(_Strict):
                                                               "texture names (all if omitted)")
     patterns: list[Literal[TEXTURE_PATTERNS]] | None = Field(  # type: ignore[valid-type]
         default=None, description="texture only: the procedural patterns to choose from (default all)")
-    center: tuple[float, float, float] | None = Field(
+    center: tuple[FiniteFloat, FiniteFloat, FiniteFloat] | None = Field(
         default=None, description="light_position only: the point lights circle (default: where the cameras look)")
 
     @model_validator(mode="after")
@@ -218,7 +251,7 @@ class VisualTarget(_Strict):
         return self
 
 
-class ImageTarget(_Strict):
+class ImageTarget(_Named):
     """An effect on the rendered images of the cameras whose names match (all if omitted)."""
 
     image: Literal[tuple(IMAGE_EFFECTS)]  # type: ignore[valid-type]
@@ -259,7 +292,7 @@ Target = Annotated[
 
 
 class EveryNSteps(_Strict):
-    every_n_steps: int = Field(ge=1)
+    every_n_steps: WholeNumber = Field(ge=1)
 
 
 def _resample_kind(value: Any) -> str | None:
@@ -352,7 +385,7 @@ class VisualRandomizer(Randomizer):
 class RandomizationSpec(_Strict):
     """A whole randomization file, after ``extends`` and ``remove`` are resolved."""
 
-    version: Literal[1] = 1
+    version: Annotated[Literal[1], BeforeValidator(_not_bool)] = 1
     description: str = ""
     extends: list[str] = Field(default_factory=list, description="files merged first, relative to this file")
     remove: list[str] = Field(default_factory=list, description="names of inherited randomizers to drop")

@@ -22,6 +22,10 @@ What the wrapper does, per the stack's order:
   env resets, so the new episode starts (and its initial ``mj_forward`` runs)
   on the randomized model; then observation noise. ``info["randomization"]``
   holds the samples by YAML name.
+* A simulation that becomes invalid under the sampled values (dm_control's
+  ``PhysicsError``: NaN, inf or huge accelerations) in ``reset`` or ``step`` is
+  a one-line `simreal.training.finite.PhysicsDiverged` naming the env, the
+  episode step and the randomizer values of that episode.
 * ``step``: with any action randomization in the stack, the action is first
   clipped to the action space (MuJoCo clamps a limited ``ctrl`` the same way);
   action noise on the action normalized to [-1, 1] with the action
@@ -53,6 +57,7 @@ Differences from the hand-cube env, which steps the physics itself:
 from __future__ import annotations
 
 import pathlib
+import sys
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -62,6 +67,7 @@ import numpy as np
 from simreal.randomize.physics import FieldRandomizer
 from simreal.randomize.spec import RandomizationError, RandomizationSpec, load_spec
 from simreal.randomize.stack import RandomizationStack
+from simreal.training.finite import PhysicsDiverged, format_values
 
 __all__ = ["SingleModelSim", "RandomizedEnv", "wrap", "find_mujoco"]
 
@@ -220,6 +226,8 @@ class RandomizedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._ids = np.zeros(1, dtype=np.int64)
         self._return = 0.0
         self._done = False
+        self._t = 0  # steps into the episode
+        self._physics_errors = physics_errors()
         if seed is not None:
             self.stack.seed(0, seed)
 
@@ -245,7 +253,11 @@ class RandomizedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self.stack.seed(0, seed)
         self.stack.on_reset(self._ids)  # parameters first: the inner reset runs on the new model
         self.sim.batch.sync()
-        obs, info = self.env.reset(seed=seed, options=options)
+        self._t = 0
+        try:
+            obs, info = self.env.reset(seed=seed, options=options)
+        except self._physics_errors as exc:
+            raise self._diverged(exc, None) from None
         self._return, self._done = 0.0, False
         info = dict(info)
         info["randomization"] = self.stack.info(0)
@@ -258,7 +270,11 @@ class RandomizedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
         action = self._command(action)
         stack.before_physics(self.sim.control_dt)
         self.sim.batch.sync()
-        obs, reward, terminated, truncated, info = self.env.step(action)
+        try:
+            obs, reward, terminated, truncated, info = self.env.step(action)
+        except self._physics_errors as exc:
+            raise self._diverged(exc, self._t + 1) from None
+        self._t += 1
         stack.on_step()
         self.sim.batch.sync()
         obs = self._observe(obs)
@@ -289,6 +305,16 @@ class RandomizedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
         super().close()
 
     # ---------------------------------------------------------------- helpers
+    def _diverged(self, exc: BaseException, step: int | None) -> PhysicsDiverged:
+        """The simulator's refusal (in episode step ``step``, None: at reset) as one line, with the values
+        this episode was sampled to run on."""
+        spec = getattr(self.env, "spec", None)
+        name = spec.id if spec is not None and spec.id else type(self.env.unwrapped).__name__
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        when = "at reset" if step is None else f"in step {step} of the episode"
+        return PhysicsDiverged(f"{name}: the simulation became invalid {when} ({detail}); that episode's "
+                               f"randomization: {format_values(self.stack.info(0))}")
+
     def _metric(self, name: str, info: dict[str, Any]) -> float:
         if name == "return":
             return self._return
@@ -339,6 +365,13 @@ class RandomizedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if isinstance(space, gym.spaces.Box) and (space.bounded_below.any() or space.bounded_above.any()):
             x = np.clip(x, space.low, space.high)
         return x.astype(original.dtype, copy=False)
+
+
+def physics_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a simulator raises when its state becomes invalid: dm_control's ``PhysicsError``
+    once dm_control is loaded (any dm_control env imports it). Gymnasium's MuJoCo envs only warn."""
+    control = sys.modules.get("dm_control.rl.control")
+    return (control.PhysicsError,) if control is not None else ()
 
 
 def wrap(env: gym.Env, spec: RandomizationSpec | str | pathlib.Path, seed: int | None = None) -> RandomizedEnv:

@@ -1,0 +1,37 @@
+"""dm_control's PhysicsError under a randomization: one line naming the env, the step and the episode's values."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from simreal.training.finite import PhysicsDiverged, fmt
+
+shimmy = pytest.importorskip("shimmy")
+
+# finite values under which the cartpole diverges in its first step
+GEAR = """
+version: 1
+randomizers:
+  - name: motor_gear
+    target: {field: actuator_gear, names: [slide], columns: [0]}
+    distribution: {type: uniform, low: 1.0e+12, high: 2.0e+12}
+    operation: scale
+"""
+
+
+def test_a_physics_error_is_one_line_with_the_episode_values(tmp_path):
+    from simreal.randomize.wrappers import wrap
+
+    path = tmp_path / "gear.yaml"
+    path.write_text(GEAR)
+    env = wrap(gym.make("dm_control/cartpole-swingup-v0"), path, seed=0)
+    _, info = env.reset(seed=0)
+    with pytest.raises(PhysicsDiverged) as err:
+        for _ in range(5):
+            env.step(np.ones(1, np.float32))
+    message = str(err.value)
+    assert message.startswith("dm_control/cartpole-swingup-v0: the simulation became invalid in step 1 of the "
+                              "episode (Physics state is invalid")
+    assert message.endswith(f"that episode's randomization: motor_gear={fmt(info['randomization']['motor_gear'])}")
+    assert "\n" not in message
+    env.close()
