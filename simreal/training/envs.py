@@ -165,6 +165,27 @@ def make_training_env(env_id: str, n_envs: int, seed: int | None = 0, randomizat
     return venv
 
 
+def episode_randomization(venv, i: int) -> dict[str, Any]:
+    """The randomizer values copy ``i`` of a `make_training_env` VecEnv sampled for its current episode
+    ({YAML name: float or list}; empty without randomization). For error messages: what was the env
+    running on when something went wrong."""
+    sim = getattr(venv, "sim", None)
+    if sim is not None:  # the hand-cube env: one stack over every copy
+        stack = getattr(sim, "randomization", None)
+        return stack.info(i) if stack is not None else {}
+    envs = getattr(venv, "envs", None)
+    if not envs or not 0 <= i < len(envs):
+        return {}
+    from simreal.randomize.wrappers import RandomizedEnv
+
+    layer = envs[i]
+    while layer is not None:
+        if isinstance(layer, RandomizedEnv):
+            return layer.stack.info(0)
+        layer = getattr(layer, "env", None)
+    return {}
+
+
 def split_keys(space: gym.spaces.Dict, actor_keys: list[str] | None = None,
                critic_keys: list[str] | None = None) -> tuple[list[str], list[str]]:
     """Observation keys for an actor (what the robot measures) and a critic (privileged).

@@ -30,6 +30,15 @@ checkpoint are cut there (the last rollout already bootstrapped their value,
 as at the end of any rollout). What follows a checkpoint is therefore a pure
 function of the checkpoint, and ``--resume`` reproduces the uninterrupted run
 update for update. A killed run loses at most ``checkpoint_every`` updates.
+
+**Non-finite numbers.** A NaN or inf observation or reward (checked once per
+env step on the whole batch), loss, entropy or gradient norm (checked before
+the optimizer step, on the values fetched for the logs), or weight (checked
+before every checkpoint) stops training with
+`simreal.training.finite.NonFiniteError`: one line naming what, where (update,
+env step, key, env copy, the randomizer values of that episode) and the last
+finite checkpoint, which is the newest on disk; ``policy.pt`` keeps the last
+finite export.
 """
 
 from __future__ import annotations
@@ -48,6 +57,8 @@ from simreal.agents.ppo.policy import (ActionSpec, ActorCritic, PolicyConfig, PP
                                        network_config, reset_state, select_state)
 from simreal.registration import HAND_CUBE_ID
 from simreal.training.config import ConfigError, from_dict
+from simreal.training.finite import (NonFiniteError, PhysicsDiverged, all_finite, check_observations, check_rewards,
+                                     check_scalars, check_state_dict, checkpoint_note, fetch)
 from simreal.training.run import (RunDir, RunDirError, capture_global_rng, generator_state, pick_device,
                                   restore_generator, restore_global_rng)
 from simreal.utils.seeding import make_rng
@@ -307,6 +318,8 @@ class PPOTrainer:
             for t in range(buf.n_steps):
                 ra = flatten_obs(obs, self.actor_keys)
                 rc = ra if same_keys else flatten_obs(obs, self.critic_keys)
+                if not (all_finite(ra) and (same_keys or all_finite(rc))):  # one vectorized check per step
+                    self._non_finite_observation(self.venv, obs, self._where(t))
                 buf.raw_actor[t] = ra
                 buf.raw_critic[t] = rc
                 buf.starts[t] = starts
@@ -319,8 +332,13 @@ class PPOTrainer:
                 buf.actions[t] = action
                 buf.log_probs[t] = log_prob
                 buf.values[t] = value
-                obs, reward, done, infos = venv.step(self.action_spec.to_env(action.cpu().numpy()))
+                try:
+                    obs, reward, done, infos = venv.step(self.action_spec.to_env(action.cpu().numpy()))
+                except PhysicsDiverged as exc:
+                    raise PhysicsDiverged(f"{self._where(t)}: {exc}{checkpoint_note(self.run)}") from None
                 reward = np.asarray(reward, dtype=np.float64)
+                if not all_finite(reward):
+                    check_rewards(reward, self._where(t + 1), self.run)
                 self._ep_return += reward
                 self._ep_length += 1
                 if done.any():
@@ -328,7 +346,7 @@ class PPOTrainer:
                     cut = [i for i in ids if infos[i].get("TimeLimit.truncated") and "terminal_observation" in infos[i]]
                     if cut:
                         reward = reward.copy()
-                        reward[cut] += gamma * self._terminal_values(infos, cut, state[1])
+                        reward[cut] += gamma * self._terminal_values(infos, cut, state[1], self._where(t + 1))
                     reset_infos = getattr(venv, "reset_infos", None)
                     for i in ids:
                         returns.append(self._ep_return[i])
@@ -342,6 +360,8 @@ class PPOTrainer:
                 buf.rewards[t] = torch.from_numpy(reward.astype(np.float32)).to(dev)
                 buf.dones[t] = torch.from_numpy(done.astype(np.float32)).to(dev)
                 starts = np.asarray(done, dtype=bool)
+        if not all_finite(*(obs[k] for k in self._keys)):  # the next rollout's first, bootstrapped here
+            self._non_finite_observation(self.venv, obs, self._where(buf.n_steps))
         self._obs, self._state, self._starts = obs, state, starts
         self.episodes += len(returns)
         stats: dict[str, float] = {}
@@ -353,9 +373,34 @@ class PPOTrainer:
             stats["train/consecutive_successes"] = float(np.mean(successes))
         return stats
 
-    def _terminal_values(self, infos: list, ids: list[int], critic_state: tuple) -> np.ndarray:
+    # ---------------------------------------------------------- non-finite
+    @property
+    def _keys(self) -> list[str]:
+        """The observation keys the networks read (actor's, then the critic's others)."""
+        return self.actor_keys + [k for k in self.critic_keys if k not in self.actor_keys]
+
+    def _where(self, t: int | None = None) -> str:
+        """``PPO update U (env step S)``: at rollout step ``t`` of the coming update, or at its end."""
+        steps = self.env_steps + (self.steps_per_update if t is None else t * self.cfg.env.n_envs)
+        return f"PPO update {self.update_index + 1} (env step {steps})"
+
+    def _non_finite_observation(self, venv, obs: Mapping[str, np.ndarray], where: str, what: str = "observation",
+                                copies: list[int] | None = None, randomization: bool = True) -> None:
+        """Raise `NonFiniteError` naming the key, env copy and element of a batch known to hold a NaN or
+        inf, with the randomizer values of that copy's episode; ``copies``: the batch holds those only."""
+        from simreal.training.envs import episode_randomization
+
+        # as the networks read them (float32: a float64 beyond its range is inf there)
+        batch = {k: np.asarray(obs[k], dtype=np.float32) for k in self._keys}
+        check_observations(batch, where, what, (lambda i: episode_randomization(venv, i)) if randomization else None,
+                           self.run, copies)
+        raise NonFiniteError(f"{where}: non-finite {what}{checkpoint_note(self.run)}")  # not reached
+
+    def _terminal_values(self, infos: list, ids: list[int], critic_state: tuple, where: str) -> np.ndarray:
         """V(terminal observation) of copies ``ids``, continuing their critic state by one step."""
-        terminal = {k: np.stack([infos[i]["terminal_observation"][k] for i in ids]) for k in self.critic_keys}
+        terminal = {k: np.stack([infos[i]["terminal_observation"][k] for i in ids]) for k in self._keys}
+        if not all_finite(*terminal.values()):  # (the env has moved on to the next episode's randomization)
+            self._non_finite_observation(self.venv, terminal, where, "terminal observation", list(ids), False)
         critic = self.model.critic
         x = critic.normalizer(torch.from_numpy(flatten_obs(terminal, self.critic_keys)).to(self.device))
         columns = torch.as_tensor(ids, device=self.device)
@@ -394,10 +439,10 @@ class PPOTrainer:
                 "grad_norm": 0.0}
         n_minibatches = 0
         stop = False
-        for _ in range(p.epochs):
+        for epoch in range(p.epochs):
             order = self.rng.permutation(self.cfg.env.n_envs)
             epoch_kl = []
-            for envs in np.array_split(order, p.minibatches):
+            for k, envs in enumerate(np.array_split(order, p.minibatches)):
                 mb = layout.minibatch(envs, dev)
                 idx = mb.index
                 params = mb.gather(model.actor, actor_obs, actor_state0)
@@ -413,15 +458,21 @@ class PPOTrainer:
                 loss = policy_loss + p.vf_coef * value_loss - p.ent_coef * entropy
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                grad_norm = nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm)
-                self.optimizer.step()
+                grad_norm = nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm)  # the total norm
                 with torch.no_grad():
-                    kl = ((ratio - 1.0) - log_ratio).mean().item()
-                    clipped = ((ratio - 1.0).abs() > p.clip).float().mean().item()
-                epoch_kl.append(kl)
-                for name, value in (("policy_loss", policy_loss.item()), ("value_loss", value_loss.item()),
-                                    ("entropy", entropy.item()), ("approx_kl", kl), ("clip_fraction", clipped),
-                                    ("grad_norm", float(grad_norm))):
+                    kl = ((ratio - 1.0) - log_ratio).mean()
+                    clipped = ((ratio - 1.0).abs() > p.clip).float().mean()
+                # the logged values, fetched in one sync and checked before the step can touch the weights
+                values = fetch({"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
+                                "approx_kl": kl, "clip_fraction": clipped, "grad_norm": grad_norm})
+                if not all(map(math.isfinite, values.values())):
+                    check_scalars({"policy loss": values["policy_loss"], "value loss": values["value_loss"],
+                                   "entropy": values["entropy"], "gradient norm": values["grad_norm"],
+                                   "approximate KL": values["approx_kl"]},
+                                  f"{self._where()}, epoch {epoch + 1}, minibatch {k + 1}", self.run)
+                self.optimizer.step()
+                epoch_kl.append(values["approx_kl"])
+                for name, value in values.items():
                     sums[name] += value
                 n_minibatches += 1
             if p.target_kl is not None and np.mean(epoch_kl) > p.target_kl:
@@ -456,9 +507,15 @@ class PPOTrainer:
         active = np.ones(n, dtype=bool)
         returns, lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
         successes = np.full(n, np.nan)
+        where = f"PPO evaluation after update {self.update_index} (env step {self.env_steps})"
         for _ in range(cfg.max_steps):
+            if not all_finite(*(obs[k] for k in self.actor_keys)):
+                self._non_finite_observation(env, obs, where, "evaluation observation")
             action, state = policy.act(obs, state, deterministic=cfg.deterministic)
-            obs, reward, done, infos = env.step(action)
+            try:
+                obs, reward, done, infos = env.step(action)
+            except PhysicsDiverged as exc:
+                raise PhysicsDiverged(f"{where}: {exc}{checkpoint_note(self.run)}") from None
             returns += np.where(active, reward, 0.0)
             lengths += active
             for i in range(n):
@@ -539,9 +596,16 @@ class PPOTrainer:
 
     # ------------------------------------------------------------ checkpoints
     def checkpoint(self) -> None:
-        """Save the checkpoint and the export (with a run dir), then start a new env segment."""
+        """Save the checkpoint and the export (with a run dir), then start a new env segment.
+
+        Refuses (`NonFiniteError`) before writing anything when a weight, normalizer statistic or
+        optimizer moment is NaN or inf."""
         if self.run is not None:
-            self.run.save_checkpoint(self.state_dict(), self.env_steps, keep=self.cfg.run.keep_checkpoints)
+            state = self.state_dict()
+            check_state_dict({"model": state["model"], "optimizer": state["optimizer"]["state"]},
+                             f"PPO checkpoint after update {self.update_index} (env step {self.env_steps})",
+                             self.run)
+            self.run.save_checkpoint(state, self.env_steps, keep=self.cfg.run.keep_checkpoints)
             self.export()
         self._needs_reset = True
 
