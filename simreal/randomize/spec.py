@@ -498,20 +498,115 @@ def parse_spec(data: Any, source: str = "<memory>") -> RandomizationSpec:
     return spec
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when PyYAML has it: same rules, faster
+MAX_DEPTH = 64
+"""Deepest nesting a randomization file may use (the format itself needs 6 levels)."""
+_UNIQUE_LISTS = {"columns": "column", "names": "name"}  # target lists that hold each entry once
+
+
+def _yaml_error(path: pathlib.Path, exc: yaml.YAMLError) -> RandomizationError:
+    mark = getattr(exc, "problem_mark", None)
+    where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return RandomizationError(re.sub(r"\s+", " ", f"{path}{where}: invalid YAML: {problem}"))
+
+
+def _scan(path: pathlib.Path, text: str) -> int:
+    """One streaming pass over the YAML events, before PyYAML builds any Python object.
+
+    Refuses, at the first offending event, what would otherwise cost a traceback or
+    seconds: nesting deeper than MAX_DEPTH (PyYAML's composer recurses per level), and
+    a repeated entry in a target's ``columns`` or ``names`` (a 200,000-entry list fails
+    at its second entry, not after it is parsed). Returns the number of nodes (0: an empty file,
+    or comments and document markers only).
+    """
+    loader = _YAML_LOADER(text)
+    frames: list[dict] = []  # open mappings and sequences, outermost first
+    nodes = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                frames.pop()
+                _took_value(frames)
+                continue
+            if not isinstance(event, yaml.NodeEvent):
+                continue
+            if frames or not (isinstance(event, yaml.ScalarEvent) and event.value == "" and event.implicit[0]):
+                nodes += 1  # a bare '---' holds one empty scalar: still an empty file
+            parent = frames[-1] if frames else None
+            if parent is not None and parent["kind"] == "seq":
+                parent["key"] += 1
+                if parent.get("seen") is not None and isinstance(event, yaml.ScalarEvent):
+                    value = int(event.value) if event.value.isdigit() and event.implicit[0] else event.value
+                    first = parent["seen"].setdefault(value, parent["key"])
+                    if first != parent["key"]:
+                        loc = _scan_loc(frames)
+                        raise RandomizationError(f"{path}: {loc}: duplicate {parent['what']} {value!r} "
+                                                 f"(entries {first} and {parent['key']})")
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                if len(frames) >= MAX_DEPTH:
+                    mark = event.start_mark
+                    raise RandomizationError(f"{path}:{mark.line + 1}:{mark.column + 1}: nested more than "
+                                             f"{MAX_DEPTH} levels deep (a randomization file needs about 6)")
+                frame: dict = {"kind": "map" if isinstance(event, yaml.MappingStartEvent) else "seq",
+                               "key": None if isinstance(event, yaml.MappingStartEvent) else -1, "is_key": True}
+                keys = [f["key"] for f in frames]
+                if frame["kind"] == "seq" and len(keys) >= 2 and keys[-2] == "target" and keys[-1] in _UNIQUE_LISTS:
+                    frame["seen"], frame["what"] = {}, _UNIQUE_LISTS[keys[-1]]
+                frames.append(frame)
+                continue
+            if parent is not None and parent["kind"] == "map":
+                if parent["is_key"]:
+                    parent["key"] = event.value if isinstance(event, yaml.ScalarEvent) else None
+                    parent["is_key"] = False
+                    continue
+                if parent["key"] == "name" and isinstance(event, yaml.ScalarEvent):
+                    parent["label"] = event.value
+                _took_value(frames)
+    finally:
+        loader.dispose()
+    return nodes
+
+
+def _took_value(frames: list[dict]) -> None:
+    """A mapping's value (scalar or a whole closed container) is done: its next node is a key."""
+    if frames and frames[-1]["kind"] == "map":
+        frames[-1]["is_key"] = not frames[-1]["is_key"]
+
+
+def _scan_loc(frames: list[dict]) -> str:
+    """The key path of the innermost open container, as `_format_loc` writes it."""
+    parts: list[str] = []
+    for depth, frame in enumerate(frames[:-1]):
+        parts.append(f"[{frame['key']}]" if frame["kind"] == "seq" else ("." if parts else "") + str(frame["key"]))
+        child = frames[depth + 1]
+        if frame["kind"] == "seq" and parts[:-1] in (["randomizers"], ["visual"]) and child.get("label"):
+            parts[-1] += f" ({child['label']})"
+    return "".join(parts)
+
+
 def _read_yaml(path: pathlib.Path) -> Any:
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise RandomizationError(f"{path}: file not found") from None
     except OSError as exc:
         raise RandomizationError(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        return yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise RandomizationError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                                 f"save the file as UTF-8") from None
+    try:
+        if _scan(path, text) == 0:
+            raise RandomizationError(f"{path}: the file is empty")
+        return yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RandomizationError(f"{path}{where}: invalid YAML: {problem}") from None
+        raise _yaml_error(path, exc) from None
+    except RecursionError:  # the scan bounds the depth; kept so no input can end in a traceback
+        raise RandomizationError(f"{path}: nested too deeply to load") from None
 
 
 def resolve_path(name: str | pathlib.Path, relative_to: pathlib.Path | None = None) -> pathlib.Path:

@@ -1,8 +1,12 @@
 """Randomization files that used to pass `check`: numbers, loading limits and physical domains."""
 
+import time
+
 import pytest
+import yaml
 
 from simreal.randomize import RandomizationError, load_spec, parse_spec
+from simreal.randomize import spec as spec_module
 
 
 def write(tmp_path, text, name="bad.yaml"):
@@ -78,3 +82,48 @@ def test_numbers_from_python_are_checked_the_same_way():
 ])
 def test_duplicate_names_in_a_target_are_refused(tmp_path, target, fragment):
     assert fragment in one_line_error(write(tmp_path, entry(target=target)))
+
+
+# ------------------------------------------------------------------ loading
+@pytest.mark.parametrize("text", ["", "\n  \n", "# only a comment\n", "---\n", "---\n...\n"])
+def test_empty_file_says_it_is_empty(tmp_path, text):
+    path = write(tmp_path, text)
+    assert one_line_error(path) == f"{path.resolve()}: the file is empty"
+
+
+def test_non_utf8_file_names_the_file(tmp_path):
+    path = write(tmp_path, entry().replace("name: x", "name: caf\xe9").encode("latin-1"))
+    message = one_line_error(path)
+    assert ":3: not UTF-8 text (byte 0xe9" in message
+
+
+def test_control_characters_are_one_line(tmp_path):
+    assert "invalid YAML" in one_line_error(write(tmp_path, "randomizers: [\x00]\n"))
+
+
+@pytest.mark.parametrize("loader", ["default", "pure-python"])
+def test_deep_nesting_is_one_line(tmp_path, monkeypatch, loader):
+    if loader == "pure-python":  # the bound of our own scan, not only libyaml's
+        monkeypatch.setattr(spec_module, "_YAML_LOADER", yaml.SafeLoader)
+    for text in ("randomizers: " + "[" * 20000 + "]" * 20000 + "\n",
+                 "randomizers:\n" + "".join("  " * i + "-\n" for i in range(1, 200))):
+        message = one_line_error(write(tmp_path, text))
+        assert "nest" in message, message
+    assert spec_module.MAX_DEPTH >= 8  # room for the format's own 6 levels
+    assert load_spec(write(tmp_path, entry(), "ok.yaml")).randomizers[0].name == "x"
+
+
+def test_duplicate_columns_are_refused_fast(tmp_path):
+    columns = ", ".join(["0"] * 200_000)
+    path = write(tmp_path, entry(target=f"{{field: geom_friction, names: [object], columns: [{columns}]}}"))
+    t0 = time.perf_counter()
+    message = one_line_error(path)
+    assert time.perf_counter() - t0 < 0.5
+    assert message.endswith("randomizers[0] (x).target.columns: duplicate column 0 (entries 0 and 1)")
+    # the same from Python data, and in block style
+    good = {"name": "m", "target": {"field": "geom_friction", "columns": [0, 2, 0]},
+            "distribution": {"type": "constant", "value": 1}, "operation": "scale"}
+    with pytest.raises(RandomizationError, match=r"target\.columns: duplicate column 0 \(entries 0 and 2\)"):
+        parse_spec({"randomizers": [good]})
+    block = write(tmp_path, entry(target="\n      field: geom_friction\n      columns:\n        - 1\n        - 1"))
+    assert "target.columns: duplicate column 1 (entries 0 and 1)" in one_line_error(block)
