@@ -2,10 +2,11 @@
 
 import time
 
+import numpy as np
 import pytest
 import yaml
 
-from simreal.randomize import RandomizationError, load_spec, parse_spec
+from simreal.randomize import RandomizationError, load_spec, parse_spec, physics
 from simreal.randomize import spec as spec_module
 
 
@@ -127,3 +128,127 @@ def test_duplicate_columns_are_refused_fast(tmp_path):
         parse_spec({"randomizers": [good]})
     block = write(tmp_path, entry(target="\n      field: geom_friction\n      columns:\n        - 1\n        - 1"))
     assert "target.columns: duplicate column 1 (entries 0 and 1)" in one_line_error(block)
+
+
+# ------------------------------------------------------------------ physical domains at bind time
+@pytest.fixture(scope="module")
+def hand():
+    from simreal.envs.hand_cube import HandCubeConfig, HandCubeSim
+
+    return HandCubeSim(1, HandCubeConfig(settle_time=0.0))
+
+
+def bind(hand, target, dist, op, **more):
+    from simreal.randomize.stack import RandomizationStack
+
+    data = {"randomizers": [dict({"name": "x", "target": target, "distribution": dist, "operation": op}, **more)]}
+    if "adr" in more:
+        data["adr"] = {"thresholds": [0, 1]}
+    return RandomizationStack(parse_spec(data, "f.yaml"), hand, hand.observation_space())
+
+
+def const(v):
+    return {"type": "constant", "value": v}
+
+
+OBJECT = {"field": "body_mass", "names": ["object"]}
+OUT_OF_DOMAIN = [
+    (OBJECT, const(-1.0), "scale", "scale -1 on body_mass gives 'object' a mass of -0.0943346, nominal 0.0943346; "
+                                   "expected above MuJoCo's mjMINVAL (1e-15)"),
+    (OBJECT, const(1e-9), "scale", "expected at least 1/1000 of nominal (a mass stays within a factor 1000"),
+    (OBJECT, const(1e-20), "set", "expected above MuJoCo's mjMINVAL"),
+    (OBJECT, {"type": "uniform", "low": 1.0, "high": 2000.0}, "scale", "scale 1..2000 on body_mass gives 'object' a "
+                                                                      "mass of 188.669"),
+    (OBJECT, {"type": "normal", "mean": 1.0, "std": 0.1}, "scale", "a normal with std 0.1 has no bounds"),
+    ({"field": "opt.timestep"}, const(1e9), "scale", "scale 1e+09 on opt.timestep gives a timestep of 2e+06, nominal "
+                                                     "0.002; expected at most 1000x nominal"),
+    ({"field": "opt.timestep"}, {"type": "uniform", "low": -0.1, "high": 1.0}, "scale", "mjMINVAL"),
+    ({"field": "jnt_range", "names": ["robot0:*"]}, const(-100.0), "scale",
+     "scale -100 on jnt_range scales joint limits by -100; expected factors > 0"),
+    ({"field": "jnt_range", "names": ["robot0:*"], "columns": [0]}, const(10.0), "add",
+     "add 10 on jnt_range moves the lower limit of 'robot0:WRJ1' to 9.511, above its upper limit 0.14; "
+     "expected lower <= upper"),
+    ({"field": "jnt_range", "names": ["robot0:*"], "columns": [1]}, {"type": "normal", "std": 0.01}, "add",
+     "a normal with std 0.01 has no bounds"),
+    ({"field": "dof_damping"}, {"type": "uniform", "low": -1.0, "high": 1.0}, "scale", "expected >= 0"),
+    ({"field": "dof_frictionloss"}, const(-0.1), "set", "a friction loss of -0.1"),
+    ({"field": "geom_friction", "columns": [0]}, const(-2.0), "add", "a friction of -1 (column 0)"),
+    ({"field": "actuator_gainprm", "columns": [0]}, const(-1.0), "scale", "> 0 (the sign of its nominal value)"),
+    ({"field": "geom_size", "names": ["object"]}, const(0.0), "scale", "a size of 0"),
+    ({"field": "body_inertia", "names": ["object"], "columns": [0]}, const(10.0), "scale", "expected A + B >= C"),
+    ({"field": "geom_solimp", "columns": [0]}, const(2.0), "set", "within [0, 1]"),
+]
+
+
+@pytest.mark.parametrize("target, dist, op, fragment", OUT_OF_DOMAIN)
+def test_out_of_domain_physics_fails_at_bind_time(hand, target, dist, op, fragment):
+    with pytest.raises(RandomizationError) as err:
+        bind(hand, target, dist, op)
+    message = str(err.value)
+    assert message.startswith("f.yaml: randomizers[0] (x).distribution: ") and "\n" not in message
+    assert fragment in message, message
+
+
+def test_mass_scale_checks_the_inertia_that_follows(hand):
+    MJMINVAL = physics.MJMINVAL
+    body = hand.model.body("object").id
+    factor = 0.5 * MJMINVAL / hand.model.body_inertia[body].min()  # mass above mjMINVAL, inertia below
+    assert factor * hand.model.body_mass[body] > MJMINVAL
+    expected = r"principal inertia of 5e-16 \(the inertia follows the mass\); expected above MuJoCo's mjMINVAL"
+    with pytest.raises(RandomizationError, match=expected):
+        bind(hand, {"field": "body_mass", "names": ["object"]}, const(factor * hand.model.body_mass[body]), "set")
+
+
+def test_adr_limits_are_the_range_checked(hand):
+    with pytest.raises(RandomizationError, match=r"\(x\)\.adr\.limits: scale 0\.\.1\.5 on body_mass"):
+        bind(hand, OBJECT, {"type": "uniform", "low": 1.0, "high": 1.0}, "scale",
+             adr={"step": 0.1, "limits": [0.0, 1.5]})
+
+
+@pytest.mark.parametrize("target, dist, op, per_element", [
+    (OBJECT, {"type": "truncnormal", "mean": 1, "std": 0.1, "low": 0.5, "high": 1.5}, "scale", False),
+    ({"field": "body_mass"}, {"type": "uniform", "low": 1e-3, "high": 1e3}, "scale", True),  # PLAUSIBLE_FACTOR
+    ({"field": "jnt_range", "names": ["robot0:*"]}, {"type": "normal", "std": 0.15}, "add", True),  # sorted per joint
+    ({"field": "dof_damping"}, const(0.0), "scale", False),   # no damping is allowed, negative is not
+    ({"field": "opt.gravity"}, {"type": "normal", "std": 0.4}, "add", True),  # no domain
+    ({"field": "body_inertia", "names": ["object"]}, {"type": "uniform", "low": 0.5, "high": 2}, "scale", False),
+])
+def test_in_domain_physics_binds(hand, target, dist, op, per_element):
+    stack = bind(hand, target, dist, op, per_element=per_element)
+    stack.seed(0, 0)
+    stack.on_reset(np.array([0]))
+    stack.remove("x")
+
+
+def test_jnt_range_listed_upper_first_stays_ordered(hand):
+    stack = bind(hand, {"field": "jnt_range", "names": ["robot0:*"], "columns": [1, 0]},
+                 {"type": "uniform", "low": -1.0, "high": 1.0}, "add", per_element=True)
+    bound = stack["x"]
+    for seed in range(5):
+        stack.seed(0, seed)
+        stack.on_reset(np.array([0]))
+        upper, lower = bound.current(0).T
+        assert np.all(lower <= upper)
+    stack.remove("x")
+
+
+def test_domain_table_names_model_fields(hand):
+    import mujoco.batch
+
+    assert physics.PLAUSIBLE_FACTOR == 1e3
+    for field, domain in physics.FIELD_DOMAINS.items():
+        assert domain.rule in ("positive", "nonnegative", "sign", "unit", "ordered"), field
+        if hasattr(hand.model, field) or field.startswith("opt."):
+            assert field in mujoco.batch.MODEL_FIELDS, field
+
+
+def test_hand_realities_bind():
+    from simreal import cli
+    from simreal.rigs.sim import list_realities, load_reality
+
+    names = [n for n in list_realities() if n.startswith("hand")]
+    assert names
+    for name in names:
+        stack = cli.bind_randomization(load_reality(name).spec, "simreal/HandCube-v0")
+        stack.seed(0, 0)
+        stack.on_reset(np.array([0]))
