@@ -501,6 +501,61 @@ def check_camera_zoom(zoom) -> float:
     return float(zoom)
 
 
+IMAGE_KEY = "image"  # with pixels=(h, w): the cameras tiled into one (h, w, 3) uint8 image (world-model agents)
+MEASURED_POSE_KEYS = ("object_pos", "object_quat", "relative_quat")  # dropped by pixels_only
+
+
+class PixelImage:
+    """The ``image`` key of a hand-cube env made with ``pixels=(height, width)``.
+
+    The named cameras (default: all three) are rendered with the visual randomization and tiled into
+    one image, row by row in a square grid: one camera fills the image, two to four share a 2x2 grid
+    (an unused cell stays black), so 64x64 pixels give each of the three cameras 32x32. This is the
+    HxWx3 image the RSSM agents and Ha's World Models encode.
+    """
+
+    def __init__(self, sim: "HandCubeSim", size, cameras=None, antialias: int | None = None, zoom: float = 1.0):
+        from simreal.render.multicam import MultiCameraRenderer
+
+        scene = [c.name for c in sim.config.scene.cameras]
+        size = check_camera_obs(size)
+        if size is None:
+            raise ValueError("HandCube: pixels must be (height, width)")
+        cameras = scene if cameras is None else [str(c) for c in cameras]
+        unknown = [c for c in cameras if c not in scene]
+        if not cameras or unknown or len(cameras) > 4 or len(set(cameras)) != len(cameras):
+            raise ValueError(f"HandCube: pixel_cameras must be 1 to 4 distinct cameras of {scene}; got {cameras!r}")
+        self.grid = 1 if len(cameras) == 1 else 2
+        if size[0] % self.grid or size[1] % self.grid:
+            raise ValueError(f"HandCube: pixels {size} must be even to tile {len(cameras)} cameras in a 2x2 grid")
+        self.size, self.cameras = size, cameras
+        self.cell = (size[0] // self.grid, size[1] // self.grid)
+        self.renderer = MultiCameraRenderer(sim, *self.cell, cameras=cameras, antialias=antialias, zoom=zoom)
+        self.space = gym.spaces.Box(0, 255, (size[0], size[1], 3), np.uint8)
+
+    def render(self, i: int, out: np.ndarray | None = None) -> np.ndarray:
+        out = np.zeros(self.space.shape, np.uint8) if out is None else out
+        h, w = self.cell
+        for k, view in enumerate(self.renderer.render(int(i))):
+            row, col = divmod(k, self.grid)
+            out[row * h:(row + 1) * h, col * w:(col + 1) * w] = view
+        return out
+
+    def close(self) -> None:
+        self.renderer.close()
+
+
+def pixel_spaces(spaces: dict, image: PixelImage | None, pixels_only: bool) -> dict:
+    """Observation spaces with the ``image`` key added (and, for ``pixels_only``, the measured pose removed)."""
+    if pixels_only and image is None:
+        raise ValueError("HandCube: pixels_only needs pixels=(height, width)")
+    if image is None:
+        return spaces
+    out = {k: v for k, v in spaces.items() if not (pixels_only and k in MEASURED_POSE_KEYS)}
+    out[IMAGE_KEY] = image.space
+    return out
+
+
 def camera_obs_space(sim: HandCubeSim, size: tuple[int, int]) -> gym.spaces.Box:
     """The ``cameras`` key: every scene camera's image, (n_cameras, height, width, 3) uint8."""
     return gym.spaces.Box(0, 255, (len(sim.config.scene.cameras), size[0], size[1], 3), np.uint8)
@@ -524,7 +579,11 @@ class HandCubeEnv(gym.Env):
     and ``camera_obs`` (height, width): add the key ``cameras``, every camera's image of the
     step, (3, height, width, 3) uint8, drawn with the file's visual randomization
     (``camera_antialias``: multisamples per pixel, default the scene's; ``camera_zoom``: the
-    cameras' magnification, as the pose estimator's ``--zoom``, default 1).
+    cameras' magnification, as the pose estimator's ``--zoom``, default 1). ``pixels`` (height,
+    width) adds ``image``: the cameras (``pixel_cameras``, default all three) tiled into one image
+    (`PixelImage`), for the world-model agents; ``pixels_only`` then drops the measured cube pose
+    (``object_pos``, ``object_quat``, ``relative_quat``): the cube is seen only in the image, while
+    proprioception, the goal and the privileged ``state`` stay.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 12.5}
@@ -532,7 +591,8 @@ class HandCubeEnv(gym.Env):
     def __init__(self, render_mode: str | None = None, render_size: tuple[int, int] = (240, 320),
                  randomization=None, randomization_in_state: bool = False,
                  camera_obs: tuple[int, int] | None = None, camera_antialias: int | None = None,
-                 camera_zoom: float = 1.0, **kwargs: Any):
+                 camera_zoom: float = 1.0, pixels: tuple[int, int] | None = None, pixel_cameras=None,
+                 pixels_only: bool = False, **kwargs: Any):
         check_render_args(render_mode, render_size)
         self.camera_obs = check_camera_obs(camera_obs)
         self.camera_zoom = check_camera_zoom(camera_zoom)
@@ -556,6 +616,11 @@ class HandCubeEnv(gym.Env):
                                                         cameras=[c.name for c in self.config.scene.cameras],
                                                         zoom=self.camera_zoom)
         self.camera_antialias = None if self._camera_renderer is None else self._camera_renderer.antialias
+        self._image = None if pixels is None else PixelImage(self.sim, pixels, pixel_cameras, camera_antialias,
+                                                              self.camera_zoom)
+        self.pixels_only = bool(pixels_only)
+        self.observation_space = gym.spaces.Dict(pixel_spaces(dict(self.observation_space.spaces), self._image,
+                                                              self.pixels_only))
 
     @property
     def model(self) -> mujoco.MjModel:
@@ -581,6 +646,11 @@ class HandCubeEnv(gym.Env):
         obs = {k: v[0] for k, v in self.sim.observe().items()}
         if self._camera_renderer is not None:
             obs[CAMERAS_KEY] = self._camera_renderer.render(0)
+        if self._image is not None:
+            obs[IMAGE_KEY] = self._image.render(0)
+            if self.pixels_only:
+                for key in MEASURED_POSE_KEYS:
+                    del obs[key]
         return obs
 
     def reset_info(self) -> dict[str, Any]:
@@ -617,3 +687,6 @@ class HandCubeEnv(gym.Env):
         if self._camera_renderer is not None:
             self._camera_renderer.close()
             self._camera_renderer = None
+        if self._image is not None:
+            self._image.close()
+            self._image = None

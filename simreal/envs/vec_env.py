@@ -18,12 +18,16 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
 from simreal.envs.hand_cube import (
     CAMERAS_KEY,
+    IMAGE_KEY,
+    MEASURED_POSE_KEYS,
     HandCubeConfig,
     HandCubeSim,
+    PixelImage,
     camera_obs_space,
     check_camera_obs,
     check_camera_zoom,
     check_render_args,
+    pixel_spaces,
 )
 
 
@@ -41,13 +45,18 @@ class HandCubeVecEnv(VecEnv):
             (n_envs, 3, height, width, 3) uint8, with the copy's visual randomization.
         camera_antialias: multisamples per pixel of those images (default: the scene's).
         camera_zoom: the cameras' magnification for those images (default 1).
+        pixels, pixel_cameras, pixels_only: the ``image`` key of every copy, (n_envs, height, width, 3):
+            the cameras tiled into one image (`simreal.envs.hand_cube.PixelImage`), and with
+            ``pixels_only`` no measured cube pose keys (as `HandCubeEnv`).
         **kwargs: fields of :class:`HandCubeConfig`.
     """
 
     def __init__(self, n_envs: int, nthread: int | None = None, render_mode: str | None = None,
                  render_size: tuple[int, int] = (240, 320), randomization=None,
                  randomization_in_state: bool = False, camera_obs: tuple[int, int] | None = None,
-                 camera_antialias: int | None = None, camera_zoom: float = 1.0, **kwargs: Any):
+                 camera_antialias: int | None = None, camera_zoom: float = 1.0,
+                 pixels: tuple[int, int] | None = None, pixel_cameras=None, pixels_only: bool = False,
+                 **kwargs: Any):
         check_render_args(render_mode, render_size)
         self.camera_obs = check_camera_obs(camera_obs)
         self.camera_zoom = check_camera_zoom(camera_zoom)
@@ -76,6 +85,10 @@ class HandCubeVecEnv(VecEnv):
                                                         cameras=[c.name for c in self.config.scene.cameras],
                                                         zoom=self.camera_zoom)
         self.camera_antialias = None if self._camera_renderer is None else self._camera_renderer.antialias
+        self._image = None if pixels is None else PixelImage(self.sim, pixels, pixel_cameras, camera_antialias,
+                                                              self.camera_zoom)
+        self.pixels_only = bool(pixels_only)
+        obs_space = gym.spaces.Dict(pixel_spaces(dict(obs_space.spaces), self._image, self.pixels_only))
         super().__init__(n_envs, obs_space, self.sim.action_space())
 
     # ------------------------------------------------------------ VecEnv API
@@ -90,13 +103,20 @@ class HandCubeVecEnv(VecEnv):
         return self._with_cameras(self.sim.observe(), self._all)
 
     def _with_cameras(self, obs: dict[str, np.ndarray], ids: np.ndarray) -> dict[str, np.ndarray]:
-        """obs with the ``cameras`` key (copies ids rendered) when camera observations are on."""
+        """obs with the ``cameras`` and ``image`` keys (copies ids rendered) when they are on."""
         if self._camera_renderer is not None:
             images = obs.get(CAMERAS_KEY)
             if images is None:
                 images = obs[CAMERAS_KEY] = np.empty((self.num_envs,) + self._camera_renderer.shape, np.uint8)
             for i in ids:
                 self._camera_renderer.render(int(i), out=images[i])
+        if self._image is not None:
+            image = obs[IMAGE_KEY] = np.zeros((self.num_envs,) + self._image.space.shape, np.uint8)
+            for i in ids:
+                self._image.render(int(i), out=image[i])
+            if self.pixels_only:
+                for key in MEASURED_POSE_KEYS:
+                    obs.pop(key, None)
         return obs
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -141,6 +161,9 @@ class HandCubeVecEnv(VecEnv):
         if self._camera_renderer is not None:
             self._camera_renderer.close()
             self._camera_renderer = None
+        if self._image is not None:
+            self._image.close()
+            self._image = None
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         if self.render_mode != "rgb_array":

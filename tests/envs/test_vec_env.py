@@ -115,3 +115,29 @@ def test_rendering_and_bad_arguments():
         HandCubeVecEnv(2, nthread=0)
     with pytest.raises(ValueError, match="goal must be one of"):
         HandCubeVecEnv(2, goal="sideways")
+
+
+def test_pixels_tile_the_cameras_into_one_image_and_pixels_only_hides_the_measured_pose():
+    # nominal visuals: the randomized image noise would differ between the two renders
+    venv = HandCubeVecEnv(2, nthread=1, camera_obs=(16, 16), camera_antialias=0, pixels=(32, 32),
+                          settle_time=0.0, goal_timeout=0.08)
+    venv.seed(0)
+    obs = venv.reset()
+    assert obs["image"].shape == (2, 32, 32, 3) and venv.observation_space["image"].shape == (32, 32, 3)
+    for k in range(3):  # cell k of the 2x2 grid is camera k; the fourth cell stays black
+        row, col = divmod(k, 2)
+        np.testing.assert_array_equal(obs["image"][:, 16 * row:16 * row + 16, 16 * col:16 * col + 16],
+                                      obs["cameras"][:, k])
+    assert obs["image"][:, 16:, 16:].max() == 0
+    _, _, done, infos = venv.step(np.zeros((2, 20), np.float32))
+    assert done.all() and infos[0]["terminal_observation"]["image"].shape == (32, 32, 3)
+    venv.close()
+    only = HandCubeVecEnv(1, nthread=1, pixels=(16, 16), pixel_cameras=["cam_front"], pixels_only=True,
+                          settle_time=0.0)
+    assert set(only.observation_space.spaces) == {"fingertip_pos", "goal_quat", "last_action", "state", "image"}
+    assert set(only.reset()) == set(only.observation_space.spaces)
+    only.close()
+    with pytest.raises(ValueError, match="pixel_cameras must be 1 to 4 distinct cameras"):
+        HandCubeVecEnv(1, nthread=1, pixels=(16, 16), pixel_cameras=["nope"])
+    with pytest.raises(ValueError, match="pixels_only needs pixels"):
+        HandCubeVecEnv(1, nthread=1, pixels_only=True)
