@@ -176,11 +176,18 @@ def _short_paths(message: str) -> str:
 
 
 def _load(file: str):
-    from simreal.randomize.spec import RandomizationError, load_spec
+    from simreal.randomize.spec import RandomizationError, load_spec, resolve_path
 
     try:
         return load_spec(file)
     except RandomizationError as exc:
+        if not str(exc).endswith(": rig: unknown key"):
+            raise CliError(_short_paths(str(exc))) from None
+    from simreal.rigs.sim import RigError, load_reality  # a reality file: a randomization under a 'rig' header
+
+    try:
+        return load_reality(resolve_path(file)).spec
+    except RigError as exc:
         raise CliError(_short_paths(str(exc))) from None
 
 

@@ -3,6 +3,7 @@
 import csv
 import json
 import pathlib
+import time
 
 import numpy as np
 import pytest
@@ -74,6 +75,63 @@ def test_check_bad_file_is_one_line_naming_the_key(tmp_path, capsys, name):
     path = _write(tmp_path, name, body)
     line = _one_line_error(capsys, ["randomization", "check", path, "--no-env"])
     assert name in line and expected in line, line
+
+
+def _entry(name, target, dist, op):
+    return f"  - name: {name}\n    target: {target}\n    distribution: {dist}\n    operation: {op}\n"
+
+
+# (file body after the ok randomizer, or the whole file as bytes; binds to the hand unless --no-env; expected)
+REFUSED = {
+    "nan_low.yaml": (_entry("size", "{field: geom_size, names: [object]}", "{type: uniform, low: .nan, high: 1.1}",
+                            "scale"), True, "randomizers[1] (size).distribution.low: Input should be a finite number"),
+    "inf_std.yaml": (_entry("noise", "{observation: object_pos}", "{type: normal, std: .inf}", "add"), True,
+                     "randomizers[1] (noise).distribution.std: Input should be a finite number"),
+    "bool_std.yaml": (_entry("noise", "{observation: object_pos}", "{type: normal, std: true}", "add"), True,
+                      "randomizers[1] (noise).distribution.std: Input should be a number, not a boolean"),
+    "overflow.yaml": (_entry("size", "{field: geom_size, names: [object]}", "{type: uniform, low: 1, high: 1e400}",
+                             "scale"), True, "randomizers[1] (size).distribution.high: Input should be a finite"),
+    "negative_mass.yaml": (_entry("hand_mass", "{field: body_mass, names: ['robot0:*']}",
+                                  "{type: uniform, low: -0.5, high: 1.5}", "scale"), False,
+                           "randomizers[1] (hand_mass).distribution: scale -0.5..1.5 on body_mass gives"),
+    "mirrored_joints.yaml": (_entry("limits", "{field: jnt_range, names: ['robot0:*']}",
+                                    "{type: constant, value: -100}", "scale"), False,
+                             "randomizers[1] (limits).distribution: scale -100 on jnt_range"),
+    "huge_timestep.yaml": (_entry("dt", "{field: opt.timestep}", "{type: constant, value: 1e9}", "scale"), False,
+                           "randomizers[1] (dt).distribution: scale 1e+09 on opt.timestep gives a timestep of 2e+06"),
+    "tiny_mass.yaml": (_entry("light", "{field: body_mass, names: [object]}", "{type: constant, value: 1.0e-9}",
+                              "scale"), False,
+                       "randomizers[1] (light).distribution: scale 1e-09 on body_mass gives 'object' a mass of"),
+    "duplicate_columns.yaml": (_entry("friction", "{field: geom_friction, columns: [" + ", ".join(["0"] * 200_000)
+                                      + "]}", "{type: uniform, low: 0.7, high: 1.3}", "scale"), True,
+                               "randomizers[1] (friction).target.columns: duplicate column 0 (entries 0 and 1)"),
+    "empty.yaml": (b"", True, "empty.yaml: the file is empty"),
+    "latin1.yaml": ("# caf\xe9\nrandomizers: []\n".encode("latin-1"), True, "latin1.yaml:1: not UTF-8 text"),
+    "nested.yaml": (("randomizers: " + "[" * 20000 + "]" * 20000).encode(), True, "nested.yaml:1:"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_check_refuses_values_outside_their_domain(tmp_path, capsys, name):
+    body, no_env, expected = REFUSED[name]
+    if isinstance(body, bytes):
+        path = tmp_path / name
+        path.write_bytes(body)
+        path = str(path)
+    else:
+        path = _write(tmp_path, name, body)
+    t0 = time.perf_counter()
+    line = _one_line_error(capsys, ["randomization", "check", path] + (["--no-env"] if no_env else []))
+    assert name in line and expected in line, line
+    if name == "duplicate_columns.yaml":
+        assert time.perf_counter() - t0 < 1.0  # the 200,000-entry list fails at its second entry
+
+
+def test_check_reads_realities(capsys):
+    """A reality file (rigs/realities/*.yaml) holds a randomization under a 'rig' header: check reads it."""
+    reality = ROOT / "rigs" / "realities" / "hand_heavy_slippery.yaml"
+    assert cli.main(["randomization", "check", str(reality)]) == 0
+    assert "bound to simreal/HandCube-v0" in capsys.readouterr().out
 
 
 def test_check_unknown_model_field_is_caught_when_binding(tmp_path, capsys):
