@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "simreal.agents.ppo.cli",
     "simreal.rigs.cli",
     "simreal.evaluation.cli",
+    "simreal.evaluation.study_cli",
     "simreal.perception.cli",
 )
 
