@@ -27,13 +27,14 @@ from simreal.agents.world_models.nets import ActionSpec, MultiEncoder, ObsLayout
 from simreal.agents.world_models.prediction import decoder_weights, load_decoder, open_loop_error, split_decoder
 from simreal.agents.world_models.rssm import RSSM, State, flatten_batch
 from simreal.agents.world_models.world_model import Batch, WorldModel
+from simreal.training.finite import NonFiniteError, fmt
 
 AGENT_NAME = "dreamer"
 Tensor = torch.Tensor
 
 
-class TrainingDiverged(RuntimeError):
-    """A loss or gradient norm became NaN or inf (one line naming which, and where)."""
+# A loss or gradient norm became NaN or inf: the one non-finite error of every trainer (the old name).
+TrainingDiverged = NonFiniteError
 
 
 class Optimizer:
@@ -49,14 +50,15 @@ class Optimizer:
         self.clip = clip
 
     def step(self, loss: Tensor) -> Tensor:
-        """Backpropagate ``loss`` and step; raises `TrainingDiverged` before touching weights if non-finite."""
+        """Backpropagate ``loss`` and step; raises `NonFiniteError` before touching weights if non-finite
+        (the message names the loss; the trainer adds where)."""
         if not torch.isfinite(loss):
-            raise TrainingDiverged(f"{self.name} loss is {float(loss.detach())}")
+            raise NonFiniteError(f"{self.name} loss is {fmt(loss.detach())}")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         norm = nn.utils.clip_grad_norm_(self.params, self.clip if self.clip > 0 else math.inf)
         if not torch.isfinite(norm):
-            raise TrainingDiverged(f"{self.name} gradient norm is {float(norm)}")
+            raise NonFiniteError(f"{self.name} gradient norm is {fmt(norm)}")
         self.opt.step()
         return norm.detach()
 

@@ -11,9 +11,13 @@ optimizers, replay, counters and every RNG; loadable with
 newest checkpoint when the run dir was opened with ``resume=True``. A
 resumed run starts fresh episodes (the simulator state is not saved).
 
-A NaN or inf loss stops the run with `TrainingDiverged` before the bad
-update touches the weights and before anything is saved, so the newest
-checkpoint on disk is the last good one.
+A NaN or inf observation or reward (one vectorized check of each env step's
+batch), loss or gradient norm (before the bad update touches the weights), or
+weight (before every checkpoint) stops the run with
+`simreal.training.finite.NonFiniteError` (``TrainingDiverged`` is its old
+name): one line naming what, where (update or env step, key, env copy and the
+randomizer values of its episode) and the last finite checkpoint, which is the
+newest on disk; nothing is saved after it.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ import numpy as np
 import torch
 
 from simreal.agents.world_models.config import DreamerConfig, agent_name
-from simreal.agents.world_models.dreamer import Dreamer, TrainingDiverged
+from simreal.agents.world_models.dreamer import Dreamer
 from simreal.agents.world_models.nets import ActionSpec, ObsLayout
 from simreal.agents.world_models.replay import SequenceReplay
 from simreal.agents.world_models.world_model import Batch
 from simreal.training.config import ConfigError
 from simreal.training.export import space_to_dict
+from simreal.training.finite import (NonFiniteError, PhysicsDiverged, all_finite, check_observations, check_rewards,
+                                     check_state_dict, checkpoint_note)
 from simreal.training.logger import Logger, MetricAverager
 from simreal.training.run import (RunDir, RunDirError, capture_global_rng, generator_state, pick_device,
                                   restore_generator, restore_global_rng)
@@ -135,6 +141,8 @@ class Trainer:
         self.env = make_env(self.env_cfg, self.n_envs, r.seed)
         self.layout = ObsLayout.from_space(self.env.observation_space, self.dc.model.keys)
         self.spec = ActionSpec.from_space(self.env.action_space)
+        spaces = self.env.observation_space.spaces
+        self._float_keys = [k for k in self.layout.keys if np.dtype(spaces[k].dtype).kind == "f"]  # NaN-checked
         self.agent, self._export = build_agent(self.agent_name, self.cfg, self.dc, self.layout, self.spec,
                                                self.device)
         if r.compile:
@@ -162,9 +170,11 @@ class Trainer:
                 "action": space_to_dict(self.env.action_space)}
 
     def checkpoint(self) -> None:
+        agent = self.agent.training_state()
+        check_state_dict(agent, f"{self._name} checkpoint at env step {self.counters.frames}", self.run_dir)
         self.counters.seconds = self._seconds_base + time.perf_counter() - self._t_start
         state = {"step": self.counters.frames, "counters": self.counters.as_dict(),
-                 "agent": self.agent.training_state(), "replay": self.replay.state_dict(),
+                 "agent": agent, "replay": self.replay.state_dict(),
                  "rng": capture_global_rng(), "explore_rng": generator_state(self.explore_rng),
                  "spaces": self._spaces(),
                  "episodes": torch.tensor(self.episode_log, dtype=torch.float64).reshape(-1, 3),
@@ -208,14 +218,16 @@ class Trainer:
         returns = np.zeros(episodes)
         finished = np.zeros(episodes, bool)
         saturated = counted = 0
+        where = f"{self._name} evaluation at env step {self.counters.frames}"
         for _ in range(100_000):
+            self._check_step(env, obs, where, what="evaluation observation")
             action, state = self.agent.policy.act(self.agent.obs_to_tensors(obs), state, explore=False)
             action = action.cpu().numpy()
             if not self.spec.discrete:
                 live = action[~finished]
                 saturated += int((np.abs(live) > 0.99).sum())
                 counted += live.size
-            obs, reward, done, _ = env.step(self.spec.to_env(action))
+            obs, reward, done, _ = self._env_step(env, self.spec.to_env(action), where)
             returns += np.where(finished, 0.0, reward)
             finished |= done
             state = self.agent.policy.reset_state(state, torch.as_tensor(done, device=self.device))
@@ -232,14 +244,36 @@ class Trainer:
         batch = Batch.from_numpy(self.replay.sample(b.size, b.length), self.layout.keys, self.device)
         try:
             metrics = self.agent.train_step(batch)
-        except TrainingDiverged as exc:
-            last = self.run_dir.latest_checkpoint()
-            raise TrainingDiverged(
-                f"non-finite training signal: {exc} at update {self.counters.updates + 1} "
-                f"(env step {self.counters.frames}); stopped without saving; last good checkpoint: "
-                f"{last if last is not None else 'none (no checkpoint written yet)'}") from None
+        except NonFiniteError as exc:
+            raise NonFiniteError(f"{self._name} update {self.counters.updates + 1} (env step {self.counters.frames}): "
+                                 f"{exc}{checkpoint_note(self.run_dir)}") from None
         self.counters.updates += 1
         return metrics
+
+    # ------------------------------------------------------------ non-finite
+    @property
+    def _name(self) -> str:
+        return {"dreamer": "Dreamer", "planet": "PlaNet", "dreaming": "Dreaming"}.get(self.agent_name,
+                                                                                       self.agent_name)
+
+    def _check_step(self, env, obs: Mapping[str, np.ndarray], where: str, rows: np.ndarray | None = None,
+                    what: str = "observation", randomization: bool = True) -> None:
+        """Raise `NonFiniteError` when the float keys of ``obs`` (copies ``rows``, else all) hold a NaN or inf:
+        one vectorized check per key; names key, copy, element and that copy's randomizer values."""
+        keys = self._float_keys
+        arrays = {k: np.asarray(obs[k]) if rows is None else np.asarray(obs[k])[rows] for k in keys}
+        if all_finite(*arrays.values()):
+            return
+        from simreal.training.envs import episode_randomization
+
+        check_observations(arrays, where, what, (lambda i: episode_randomization(env, i)) if randomization else None,
+                           self.run_dir, None if rows is None else [int(r) for r in rows])
+
+    def _env_step(self, env, action: np.ndarray, where: str):
+        try:
+            return env.step(action)
+        except PhysicsDiverged as exc:
+            raise PhysicsDiverged(f"{where}: {exc}{checkpoint_note(self.run_dir)}") from None
 
     def _updates_due(self) -> int:
         c, r, b = self.counters, self.dc.run, self.dc.batch
@@ -272,6 +306,7 @@ class Trainer:
         total = int(r.steps)
         env = self.env
         obs = env.reset()
+        self._check_step(env, obs, f"{self._name} at env step {c.frames} (reset)")
         state = self.agent.policy.initial_state(self.n_envs)
         self.replay.add(self._first_rows(obs, np.arange(self.n_envs)))
         ep_return = np.zeros(self.n_envs)
@@ -292,7 +327,11 @@ class Trainer:
                 else:
                     act, state = self.agent.policy.act(self.agent.obs_to_tensors(obs), state, explore=True)
                     action = act.cpu().numpy()
-                next_obs, reward, done, infos = env.step(self.spec.to_env(action))
+                where = f"{self._name} at env step {c.frames + self.n_envs * self.repeat}"
+                next_obs, reward, done, infos = self._env_step(env, self.spec.to_env(action), where)
+                self._check_step(env, next_obs, where)  # (done copies: their next episode's first observation)
+                if not all_finite(reward):
+                    check_rewards(reward, where, self.run_dir)
                 step = {k: np.array(next_obs[k]) for k in self.layout.keys}
                 terminal = np.zeros(self.n_envs, bool)
                 for i in np.flatnonzero(done):
@@ -300,6 +339,8 @@ class Trainer:
                     for k in self.layout.keys:
                         step[k][i] = final[k]
                     terminal[i] = not infos[i].get("TimeLimit.truncated", False)
+                if done.any():  # the ended episodes' last observations (their randomization is gone by now)
+                    self._check_step(env, step, where, np.flatnonzero(done), "terminal observation", False)
                 step.update(action=action.astype(np.float32), reward=reward.astype(np.float32),
                             is_first=np.zeros(self.n_envs, bool), is_terminal=terminal)
                 self.replay.add(step)

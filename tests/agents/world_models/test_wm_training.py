@@ -103,8 +103,8 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_pat
     assert train(run, "--set", "run.checkpoint_every=100", steps=400) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
-    assert "world-model loss is nan at update 20" in err
-    assert "last good checkpoint:" in err and "step_000000000100.pt" in err
+    assert "Dreamer update 20 (env step " in err and "): world-model loss is nan" in err
+    assert "the last finite checkpoint is" in err and err.endswith("step_000000000100.pt")
     checkpoints = RunDir(run, resume=True).checkpoints()
     assert [p.name for p in checkpoints] == ["step_000000000100.pt"]
     weights = load_weights_only(checkpoints[-1])["agent"]["modules"]
