@@ -32,6 +32,12 @@ that reaches it, and goes on when a resume raises ``--steps``). Evaluation
 episodes are counted apart (``eval_frames``), as Dreamer's evaluations are. Metrics go to ``RUN_DIR/<stage>/metrics.jsonl`` and
 ``RUN_DIR/<stage>/tb`` (x axis: frames for collect, updates for vae and
 mdn_rnn, generations for controller).
+
+A NaN or inf reward in a collected episode, V's latents, a loss or gradient
+norm (checked before the optimizer step), a candidate's fitness, or a weight
+(checked before every checkpoint and export) stops the run with
+`simreal.training.finite.NonFiniteError`: one line naming what, where and the
+last finite checkpoint, which is the newest on disk.
 """
 
 from __future__ import annotations
@@ -48,7 +54,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from simreal.agents.world_models.dreamer import TrainingDiverged
 from simreal.agents.world_models.ha.config import STAGES, WorldModelsConfig
 from simreal.agents.world_models.ha.controller import CMAES
 from simreal.agents.world_models.ha.mdn_rnn import MDNRNN, mdn_rnn_loss
@@ -60,9 +65,12 @@ from simreal.agents.world_models.ha.workers import WorkerPool, WorkerSpec, make_
 from simreal.agents.world_models.nets import ActionSpec
 from simreal.training.config import ConfigError
 from simreal.training.export import space_to_dict
+from simreal.training.finite import (NonFiniteError, all_finite, check_scalars, check_state_dict, checkpoint_note,
+                                     first_non_finite, fmt)
 from simreal.training.logger import Logger, MetricAverager
 from simreal.training.run import RunDir, RunDirError, pick_device
 
+TrainingDiverged = NonFiniteError  # the old name, still exported by the package
 ENCODE_BATCH = 256
 INIT = 100          # seed stream of the network initialization (apart from the rollouts' streams)
 
@@ -142,10 +150,12 @@ class Trainer:
         if self._optimizer is not None:
             optimizer = {"stage": self._optimizer[0], "state": self._optimizer[1].state_dict()}
         best = {} if self.best is None else {"return": self.best[0], "params": torch.from_numpy(self.best[1])}
+        weights = {"vae": {k: v.detach().cpu() for k, v in self.vae.state_dict().items()},
+                   "mdn_rnn": {k: v.detach().cpu() for k, v in self.mdn.state_dict().items()},
+                   "optimizer": optimizer, "best": best}
+        check_state_dict(weights, f"World Models checkpoint {c.saves}", self.run_dir)
         state = {"step": c.saves, "counters": dataclasses.asdict(c), "done": list(self.done),
-                 "spaces": self._spaces(), "optimizer": optimizer,
-                 "vae": {k: v.detach().cpu() for k, v in self.vae.state_dict().items()},
-                 "mdn_rnn": {k: v.detach().cpu() for k, v in self.mdn.state_dict().items()},
+                 "spaces": self._spaces(), "optimizer": optimizer, "vae": weights["vae"], "mdn_rnn": weights["mdn_rnn"],
                  "fitness": torch.tensor(np.array(self.fitness, np.float64).reshape(-1, self.wc.controller.popsize)),
                  "evals": torch.tensor(self.eval_log, dtype=torch.float64).reshape(-1, 3),
                  "best": best,
@@ -177,15 +187,16 @@ class Trainer:
 
     def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, module: torch.nn.Module, clip: float,
               stage: str, update: int) -> float:
+        """Backpropagate and step; `NonFiniteError` before the step when the loss or gradient norm is NaN or inf."""
+        where = f"World Models {stage} update {update}"
         if not torch.isfinite(loss):
-            last = self.run_dir.latest_checkpoint()
-            raise TrainingDiverged(f"{stage} loss is {float(loss.detach())} at update {update}; stopped without "
-                                   f"saving; last good checkpoint: {last if last is not None else 'none'}")
+            check_scalars({"loss": float(loss.detach())}, where, self.run_dir)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(module.parameters(), clip if clip > 0 else float("inf"))
+        norm = float(torch.nn.utils.clip_grad_norm_(module.parameters(), clip if clip > 0 else float("inf")))
+        check_scalars({"gradient norm": norm}, where, self.run_dir)
         opt.step()
-        return float(norm)
+        return norm
 
     def _logger(self, stage: str, counter: int) -> Logger:
         """The stage's logger; records after ``counter`` (the checkpointed progress) are dropped."""
@@ -227,6 +238,7 @@ class Trainer:
                 for index, episode in zip(indices, pool.imap(("collect", (i,)) for i in indices)):
                     if c.frames >= r.steps:
                         break
+                    self._check_episode(index, episode)
                     self.store.write(index, episode)
                     length = len(episode["reward"]) * self.repeat
                     ret = float(episode["reward"].sum())
@@ -243,6 +255,14 @@ class Trainer:
             logger.close()
         self.done.append("collect")
         self.checkpoint()
+
+    def _check_episode(self, index: int, episode: Mapping[str, np.ndarray]) -> None:
+        """`NonFiniteError` for a collected episode with a NaN or inf (reward, action; frames are uint8)."""
+        for key, values in episode.items():
+            found = first_non_finite(values)
+            if found is not None:
+                raise NonFiniteError(f"World Models collect, episode {index}: {key} is {fmt(found[1])} at step "
+                                     f"{found[0][0] if found[0] else 0}{checkpoint_note(self.run_dir)}")
 
     def _run_vae(self) -> None:
         c, v, seed = self.counters, self.wc.vae, self.wc.run.seed
@@ -310,6 +330,11 @@ class Trainer:
                     logvars.append(lv.cpu().numpy())
                 offsets.append(offsets[-1] + len(image))
             mu, logvar, offsets = np.concatenate(mus), np.concatenate(logvars), np.asarray(offsets, np.int64)
+            for name, values in (("mu", mu), ("logvar", logvar)):
+                found = first_non_finite(values)
+                if found is not None:
+                    raise NonFiniteError(f"World Models encoding: V's {name} of frame {found[0][0]} is "
+                                         f"{fmt(found[1])}{checkpoint_note(self.run_dir)}")
             tmp = self.encoded_path.with_name(self.encoded_path.name + ".tmp")
             with open(tmp, "wb") as f:
                 np.savez(f, mu=mu, logvar=logvar, offsets=offsets)
@@ -398,6 +423,11 @@ class Trainer:
                         returns = np.stack(pool.map(("dream", (x, dream_seed, cc.rollouts, dream_steps,
                                                                cc.temperature)) for x in population))
                     fitness = returns.mean(1)
+                    if not all_finite(fitness):
+                        k = first_non_finite(fitness)[0][0]
+                        raise NonFiniteError(f"World Models controller generation {generation + 1} ({cc.mode}): "
+                                             f"candidate {k}'s fitness is {fmt(fitness[k])}"
+                                             f"{checkpoint_note(self.run_dir)}")
                     strategy.tell(population, fitness)
                     self.fitness.append(fitness)
                     c.generations = generation + 1
