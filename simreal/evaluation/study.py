@@ -28,7 +28,7 @@ simulation and on every rig with the same episode seeds; rig episodes are record
 ``OUT/logs``, per-episode results under ``OUT/eval`` (reused on a rerun while the policy file is
 unchanged).
 
-`summarize_study` gives, per row and setting, the mean of the metric, the drop rate and the
+`simreal.evaluation.study_report.summarize_study` gives, per row and setting, the mean of the metric, the drop rate and the
 rig-to-sim ratio with bootstrap 95% confidence intervals (seeds resampled, then episodes within
 each seed; the ratio pairs sim and rig episodes of the same seed), and `verdict` says in plain
 words what the numbers show, and never names a winner where every agent fails.
@@ -47,20 +47,15 @@ import shutil
 import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import numpy as np
 import yaml
 
+from simreal.evaluation.study_report import StudyError, summarize_study, write_json, write_report
+
 METRICS = ("consecutive_successes", "return")
-BOOTSTRAP_SAMPLES = 2000
-CONFIDENCE = 0.95
 _AGENT_KEYS = {"name", "agent", "presets", "set", "randomizations", "steps", "vision", "run_dir"}
 _TOP_KEYS = {"version", "name", "description", "metric", "success_threshold", "steps", "seeds", "randomizations",
              "agents", "rigs", "pose_estimator", "evaluation"}
 _EVAL_KEYS = {"episodes", "seed", "max_steps"}
-
-
-class StudyError(ValueError):
-    """A study file or run folder that cannot be used as asked (one line)."""
 
 
 # ----------------------------------------------------------------------------- the study file
@@ -369,7 +364,7 @@ def train_cell(study: Study, cell: Cell, progress: bool = False) -> dict:
               "env_steps": int(summary["env_steps"]), "steps": int(cfg["run"]["steps"]),
               "minutes_last_session": round((time.perf_counter() - start) / 60, 2),
               "commit": _commit()}
-    _write_json(marker, record)
+    write_json(marker, record)
     return record
 
 
@@ -388,13 +383,6 @@ def _commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
-
-
-def _write_json(path: pathlib.Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -478,233 +466,8 @@ def evaluate_row(study: Study, row: Row, setting: str, out: str | pathlib.Path, 
               "safety": {k: int(sum(r.safety[k] for r in results)) for k in results[0].safety}}
     if vision is not None:
         result["pose_error"] = vision.error_summary()
-    _write_json(path, result)
+    write_json(path, result)
     return result
-
-
-# ----------------------------------------------------------------------------- statistics
-def episode_values(episodes: Sequence[Mapping], metric: str) -> np.ndarray:
-    """The per-episode value of ``metric`` (``consecutive_successes`` or ``return``)."""
-    key = "successes" if metric == "consecutive_successes" else "ret"
-    values = [e.get(key) for e in episodes]
-    if any(v is None for v in values):
-        raise StudyError(f"metric {metric!r}: the env reports no {key} (use metric: return)")
-    return np.asarray(values, dtype=float)
-
-
-def _resample(groups: Sequence[np.ndarray], rng: np.random.Generator, n: int) -> np.ndarray:
-    """Indices of ``n`` hierarchical resamples: seeds with replacement, then episodes within each seed.
-
-    Returns (positions, valid): positions (n, seeds, longest) into the concatenated groups, and which
-    of them count (a seed with fewer episodes fills only its first entries).
-    """
-    lengths = np.array([len(g) for g in groups])
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    k, m = len(groups), int(lengths.max())
-    seeds = rng.integers(0, k, size=(n, k))
-    # episode positions drawn uniformly within each chosen seed's own episode count
-    u = rng.random((n, k, m))
-    within = np.minimum((u * lengths[seeds][..., None]).astype(int), lengths[seeds][..., None] - 1)
-    valid = np.arange(m)[None, None, :] < lengths[seeds][..., None]
-    return offsets[seeds][..., None] + within, valid
-
-
-def bootstrap_mean(groups: Sequence[np.ndarray], seed: int = 0, samples: int = BOOTSTRAP_SAMPLES
-                   ) -> tuple[float, float, float]:
-    """Mean over all episodes and its bootstrap 95% interval (seeds, then episodes within seeds)."""
-    groups = [np.asarray(g, dtype=float) for g in groups if len(g)]
-    flat = np.concatenate(groups)
-    idx, valid = _resample(groups, np.random.default_rng(seed), samples)
-    means = (flat[idx] * valid).sum(axis=(1, 2)) / valid.sum(axis=(1, 2))
-    lo, hi = np.quantile(means, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
-    return float(flat.mean()), float(lo), float(hi)
-
-
-def bootstrap_ratio(rig: Sequence[np.ndarray], sim: Sequence[np.ndarray], seed: int = 0,
-                    samples: int = BOOTSTRAP_SAMPLES) -> tuple[float | None, float | None, float | None]:
-    """rig mean / sim mean and its 95% interval; sim and rig episodes of one seed share their seeds, so
-    a resample takes the same (seed, episode) pairs from both. None where the sim mean is not positive."""
-    rig = [np.asarray(g, dtype=float) for g in rig]
-    sim = [np.asarray(g, dtype=float) for g in sim]
-    if [len(g) for g in rig] != [len(g) for g in sim]:
-        raise ValueError("rig and sim need the same episodes per seed")
-    flat_rig, flat_sim = np.concatenate(rig), np.concatenate(sim)
-    if flat_sim.mean() <= 0:
-        return None, None, None
-    idx, valid = _resample(sim, np.random.default_rng(seed), samples)
-    num = (flat_rig[idx] * valid).sum(axis=(1, 2))
-    den = (flat_sim[idx] * valid).sum(axis=(1, 2))
-    ratios = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-    ratios = ratios[np.isfinite(ratios)]
-    lo, hi = np.quantile(ratios, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2]) if len(ratios) else (np.nan,) * 2
-    return float(flat_rig.mean() / flat_sim.mean()), float(lo), float(hi)
-
-
-def summarize_study(study: Study, results: Mapping[tuple[str, int, str], Mapping]) -> dict:
-    """The report dict from per-(row, seed, setting) evaluation results."""
-    settings = ["nominal", *study.rigs]
-    rows: dict[str, dict] = {}
-    for (label, seed, setting), result in results.items():
-        rows.setdefault(label, {}).setdefault(setting, {})[seed] = result
-    table = []
-    for label, by_setting in rows.items():
-        entry: dict[str, Any] = {"row": label, "settings": {}}
-        seeds = sorted(by_setting["nominal"])
-        sim_groups = [episode_values(by_setting["nominal"][s]["episodes"], study.metric) for s in seeds]
-        for setting in settings:
-            res = by_setting[setting]
-            groups = [episode_values(res[s]["episodes"], study.metric) for s in seeds]
-            mean, lo, hi = bootstrap_mean(groups)
-            drops = [[float(bool(e.get("dropped"))) for e in res[s]["episodes"]] for s in seeds]
-            has_drops = all(e.get("dropped") is not None for s in seeds for e in res[s]["episodes"])
-            cell: dict[str, Any] = {"mean": mean, "ci95": [lo, hi],
-                                    "median": float(np.median(np.concatenate(groups))),
-                                    "episodes": int(sum(len(g) for g in groups)), "seeds": seeds}
-            if has_drops:
-                d, dlo, dhi = bootstrap_mean(drops)
-                cell["drop_rate"], cell["drop_rate_ci95"] = d, [dlo, dhi]
-            if setting != "nominal":
-                r, rlo, rhi = bootstrap_ratio(groups, sim_groups)
-                cell["ratio_to_sim"], cell["ratio_ci95"] = r, [rlo, rhi]
-            errors = [res[s].get("pose_error") for s in seeds if res[s].get("pose_error")]
-            if errors:
-                cell["pose_error"] = errors[0] if len(errors) == 1 else {
-                    k: float(np.mean([e[k] for e in errors])) for k in errors[0]}
-            entry["settings"][setting] = cell
-        table.append(entry)
-    report = {"study": study.name, "description": study.description, "source": str(study.source),
-              "metric": study.metric, "success_threshold": study.success_threshold, "settings": settings,
-              "episodes_per_seed": study.episodes, "eval_seed": study.eval_seed, "seeds": list(study.seeds),
-              "confidence": CONFIDENCE, "bootstrap_samples": BOOTSTRAP_SAMPLES, "rows": table}
-    report["verdict"] = verdict(report)
-    return report
-
-
-def _metric_words(metric: str) -> str:
-    return "consecutive successes" if metric == "consecutive_successes" else "return"
-
-
-def verdict(report: Mapping) -> list[str]:
-    """Plain sentences on what the numbers show; no winner where every agent fails."""
-    metric, threshold = report["metric"], report["success_threshold"]
-    words = _metric_words(metric)
-    rows = report["rows"]
-    passes = lambda cell: cell["mean"] >= threshold  # noqa: E731
-    learned = [r for r in rows if passes(r["settings"]["nominal"])]
-    lines = []
-    if not learned:
-        lines.append(f"No agent learned the task: every agent's mean {words} on nominal simulation is below "
-                     f"{threshold:g}, so there is no transfer to compare and no winner.")
-        return lines
-    failed = [r["row"] for r in rows if r not in learned]
-    if failed:
-        lines.append(f"Below {threshold:g} mean {words} on nominal simulation (not compared): {', '.join(failed)}.")
-    for setting in report["settings"][1:]:
-        cells = [(r["row"], r["settings"][setting]) for r in learned]
-        working = [(name, c) for name, c in cells if passes(c)]
-        if not working:
-            lines.append(f"On {setting} every agent fails (mean {words} below {threshold:g}): no winner.")
-            continue
-        ranked = sorted(working, key=lambda nc: nc[1]["mean"], reverse=True)
-        best, cell = ranked[0]
-        kept = cell.get("ratio_to_sim")
-        keeps = (f", keeping {kept:.0%} of its simulated {words} (95% CI {cell['ratio_ci95'][0]:.0%}-"
-                 f"{cell['ratio_ci95'][1]:.0%})" if kept is not None else "")
-        text = f"On {setting}, {best} does best: mean {words} {cell['mean']:.2f} " \
-               f"(95% CI {cell['ci95'][0]:.2f}-{cell['ci95'][1]:.2f}){keeps}."
-        if len(ranked) > 1 and ranked[1][1]["ci95"][1] >= cell["ci95"][0]:
-            text += f" Its interval overlaps {ranked[1][0]}'s, so the two are not separable at 95%."
-        others = [n for n, c in cells if not passes(c)]
-        if others:
-            text += f" Below {threshold:g} there: {', '.join(others)}."
-        lines.append(text)
-    return lines
-
-
-# ----------------------------------------------------------------------------- report
-def _fmt_ci(value: float | None, ci: Sequence[float | None] | None, digits: int = 2, pct: bool = False) -> str:
-    if value is None:
-        return "-"
-    if pct:
-        return f"{value:.0%} [{ci[0]:.0%}, {ci[1]:.0%}]" if ci and ci[0] is not None else f"{value:.0%}"
-    return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
-
-
-def markdown(report: Mapping) -> str:
-    words = _metric_words(report["metric"])
-    settings = report["settings"]
-    lines = [f"# Study: {report['study']}", ""]
-    if report.get("description"):
-        lines += [report["description"], ""]
-    lines += [f"Mean {words} per episode with bootstrap 95% intervals ({report['episodes_per_seed']} episodes per "
-              f"seed and setting, seeds {', '.join(map(str, report['seeds']))}, episode seeds from "
-              f"{report['eval_seed']}); 'kept' is rig / nominal sim.", ""]
-    head = ["agent", f"nominal sim"] + [f"{s}" for s in settings[1:]] + [f"kept on {s}" for s in settings[1:]]
-    has_drops = any("drop_rate" in c for r in report["rows"] for c in r["settings"].values())
-    if has_drops:
-        head += [f"drops {s}" for s in settings]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in report["rows"]:
-        cells = r["settings"]
-        row = [r["row"]] + [_fmt_ci(cells[s]["mean"], cells[s]["ci95"]) for s in settings]
-        row += [_fmt_ci(cells[s].get("ratio_to_sim"), cells[s].get("ratio_ci95"), pct=True) for s in settings[1:]]
-        if has_drops:
-            row += [f"{cells[s]['drop_rate']:.0%}" if "drop_rate" in cells[s] else "-" for s in settings]
-        lines.append("| " + " | ".join(row) + " |")
-    vision = [(r["row"], s, c["pose_error"]) for r in report["rows"] for s, c in r["settings"].items()
-              if c.get("pose_error")]
-    if vision:
-        lines += ["", "Pose estimator error on the episodes it drove (median position mm / orientation deg):", ""]
-        for name, setting, e in vision:
-            lines.append(f"- {name} on {setting}: {e['position_mm_median']:.1f} mm / {e['angle_deg_median']:.1f} deg")
-    lines += ["", "## Verdict", "", *[f"- {line}" for line in report["verdict"]]]
-    return "\n".join(lines) + "\n"
-
-
-def plot(report: Mapping, path: pathlib.Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows, settings = report["rows"], report["settings"]
-    has_drops = any("drop_rate" in c for r in rows for c in r["settings"].values())
-    panels = 1 + has_drops
-    fig, axes = plt.subplots(1, panels, figsize=(2.2 + 1.4 * len(rows) * panels + 2, 4.2), squeeze=False)
-    width = 0.8 / len(settings)
-    x = np.arange(len(rows))
-    colors = plt.get_cmap("tab10")
-    for panel, (key, ci_key, label) in enumerate([("mean", "ci95", f"mean {_metric_words(report['metric'])}"),
-                                                  ("drop_rate", "drop_rate_ci95", "drop rate")][:panels]):
-        ax = axes[0, panel]
-        for k, setting in enumerate(settings):
-            values = np.array([r["settings"][setting].get(key, np.nan) for r in rows], dtype=float)
-            cis = np.array([r["settings"][setting].get(ci_key, [np.nan, np.nan]) for r in rows], dtype=float)
-            err = np.abs(np.stack([values - cis[:, 0], cis[:, 1] - values]))
-            ax.bar(x + (k - (len(settings) - 1) / 2) * width, values, width, yerr=err, capsize=3,
-                   color=colors(k), label=setting)
-        if key == "mean":
-            ax.axhline(report["success_threshold"], color="black", lw=0.8, ls="--", label="success threshold")
-        else:
-            ax.set_ylim(0.0, 1.0)
-        ax.set_xticks(x, [r["row"] for r in rows], rotation=20, ha="right")
-        ax.set_ylabel(label)
-        ax.set_title(f"{label} (95% bootstrap CI)")
-        ax.legend(fontsize=8)
-    fig.suptitle(f"study {report['study']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def write_report(out: str | pathlib.Path, report: Mapping) -> dict[str, pathlib.Path]:
-    out = pathlib.Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "report.json", "markdown": out / "report.md", "plot": out / "report.png"}
-    _write_json(paths["json"], report)
-    paths["markdown"].write_text(markdown(report))
-    plot(report, paths["plot"])
-    return paths
 
 
 # ----------------------------------------------------------------------------- the whole study

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from simreal import cli
-from simreal.evaluation.study import (StudyError, bootstrap_mean, bootstrap_ratio, load_study, parse_study,
-                                      plan_cells, run_study, verdict, with_settings)
+from simreal.evaluation.stats import bootstrap_mean, bootstrap_ratio
+from simreal.evaluation.study import StudyError, load_study, parse_study, plan_cells, run_study, with_settings
+from simreal.evaluation.study_report import verdict
 
 TINY = """\
 version: 1
