@@ -28,10 +28,11 @@ simulation and on every rig with the same episode seeds; rig episodes are record
 ``OUT/logs``, per-episode results under ``OUT/eval`` (reused on a rerun while the policy file is
 unchanged).
 
-`simreal.evaluation.study_report.summarize_study` gives, per row and setting, the mean of the metric, the drop rate and the
-rig-to-sim ratio with bootstrap 95% confidence intervals (seeds resampled, then episodes within
-each seed; the ratio pairs sim and rig episodes of the same seed), and `verdict` says in plain
-words what the numbers show, and never names a winner where every agent fails.
+`simreal.evaluation.study_report.summarize_study` gives, per row and setting, the mean of the
+metric, the drop rate and the rig-to-sim ratio with bootstrap 95% confidence intervals (seeds
+resampled, then episodes within each seed; the ratio pairs sim and rig episodes of the same seed),
+and `verdict` says in plain words what the numbers show, and never names a winner where every agent
+fails.
 """
 
 from __future__ import annotations

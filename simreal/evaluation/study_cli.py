@@ -68,8 +68,9 @@ def register(sub) -> None:
     parser.add_argument("--out", help="output folder (default outputs/study/<the study's name>)")
     parser.add_argument("--jobs", type=_positive_int, default=1,
                         help="cells trained (and rows evaluated) in parallel processes (default 1)")
-    parser.add_argument("--steps", type=_positive_int, help="env steps per trained cell (replaces the file's top-level steps; "
-                                                           "an agent with its own steps keeps them)")
+    parser.add_argument("--steps", type=_positive_int,
+                        help="env steps per trained cell (replaces the file's top-level steps; an agent with its own "
+                             "steps keeps them)")
     parser.add_argument("--seeds", type=_seeds, help="comma-separated training seeds (replaces the file's seeds)")
     parser.add_argument("--episodes", type=_positive_int, help="episodes per row and setting (replaces the file's)")
     parser.add_argument("--no-train", action="store_true", help="only evaluate; refuse if a cell is not trained")
