@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from simreal.perception.model import PoseNet, PoseNetConfig
+from simreal.training.finite import NonFiniteError, non_finite_tensor
 from simreal.training.run import RunDirError, load_weights_only
 
 FORMAT = "simreal-pose-estimator"
@@ -29,8 +30,12 @@ EXPORT_NAME = "pose_estimator.pt"
 
 def save_estimator(path: str | os.PathLike, net: PoseNet, render: Mapping[str, Any],
                    info: Mapping[str, Any] | None = None) -> pathlib.Path:
-    """Write an estimator export atomically."""
+    """Write an estimator export atomically; refuses (`NonFiniteError`) NaN or inf weights."""
     path = pathlib.Path(path)
+    bad = non_finite_tensor(net.state_dict())
+    if bad is not None:
+        raise NonFiniteError(f"export {path}: weight {bad[0]!r} holds {bad[1]}; refusing to write non-finite "
+                             "weights (the file was left as it was)")
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, "net": net.config.to_dict(),
                "weights": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
@@ -60,6 +65,10 @@ class PoseEstimator:
         data = load_weights_only(path)
         if data.get("format") != FORMAT or data.get("version") != VERSION:
             raise RunDirError(f"{path}: not a {FORMAT} v{VERSION} file (train one with `simreal pose train`)")
+        bad = non_finite_tensor(data.get("weights") or {})
+        if bad is not None:
+            raise NonFiniteError(f"{path}: weight {bad[0]!r} holds {bad[1]}; refusing an estimator with "
+                                 "non-finite weights (its training diverged)")
         net = PoseNet(PoseNetConfig.from_dict(data["net"]))
         net.load_state_dict(data["weights"])
         return cls(net, data["render"], data.get("info"), device)

@@ -19,6 +19,11 @@ run's minibatches exactly. Metrics: ``train/`` (loss, its position and
 orientation parts, batch median errors, lr),
 ``eval/`` (held-out median and 90th percentile errors of the exported weights; with
 ``optim.ema`` also ``eval_raw/``, those of the weights being trained) and ``time/``.
+
+A NaN or inf label in the dataset (checked once), loss or gradient norm
+(checked before the optimizer step) or weight (checked before every checkpoint
+and export) stops training with `simreal.training.finite.NonFiniteError`, one
+line naming what, the step and the last finite checkpoint (the newest on disk).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from simreal.perception.estimator import EXPORT_NAME, save_estimator
 from simreal.perception.evaluate import pose_errors, summarize
 from simreal.perception.model import LOSSES, PoseNet, PoseNetConfig, count_parameters, pose_loss
 from simreal.training.config import ConfigError
+from simreal.training.finite import (NonFiniteError, check_scalars, check_state_dict, checkpoint_note, fetch,
+                                     first_non_finite, fmt)
 from simreal.training.logger import Logger
 from simreal.training.run import (
     RunDir,
@@ -131,6 +138,11 @@ class PoseTrainer:
         holdout = int(cfg["data"]["holdout"])
         if not 0 <= holdout < len(data) - 1:
             raise ConfigError(f"data.holdout: must leave training samples; got {holdout} of {len(data)} samples")
+        for name, labels in (("position", data.position), ("quat", data.quat)):
+            found = first_non_finite(labels)
+            if found is not None:
+                raise NonFiniteError(f"pose dataset {cfg['data']['path']}: sample {found[0][0]}'s {name} is "
+                                     f"{fmt(found[1])}; re-render it with `simreal pose dataset`")
         self.data = data
         self.n_train = len(data) - holdout
         self.images = torch.from_numpy(data.images)
@@ -194,6 +206,8 @@ class PoseTrainer:
                  "net": self.net_config.to_dict()}
         if self.average is not None:
             state["average"] = self.average.state_dict()
+        check_state_dict({"model": state["model"], "optimizer": state["optimizer"]["state"],
+                          "average": state.get("average", {})}, f"pose checkpoint at step {self.step}", self.run)
         self.run.save_checkpoint(state, self.step, keep=int(self.cfg["run"]["keep_checkpoints"]))
 
     def export(self, metrics: dict | None = None) -> pathlib.Path:
@@ -265,18 +279,21 @@ class PoseTrainer:
                 loss, parts = pose_loss(pred_pos, pred_quat, position, quat, scale, weight, self.loss_kind)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
+                grads = [p.grad for p in self.net.parameters() if p.grad is not None]
+                # loss, its parts and the gradient norm in one sync, checked before the step touches the weights
+                values = fetch({"loss": loss, "position": parts["position"], "orientation": parts["orientation"],
+                                "grad_norm": torch.nn.utils.get_total_norm(grads)})
+                if not all(map(math.isfinite, values.values())):
+                    check_scalars({"loss": values["loss"], "gradient norm": values["grad_norm"]},
+                                  f"pose training step {self.step + 1}", self.run)
                 self.opt.step()
                 if self.average is not None:
                     self.average.update(self.net)
                 self.step += 1
                 bar.update(1)
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"pose training diverged at step {self.step} (loss {value}); "
-                                             "lower optim.lr")
-                window["loss"] += value
-                window["position"] += float(parts["position"])
-                window["orientation"] += float(parts["orientation"])
+                window["loss"] += values["loss"]
+                window["position"] += values["position"]
+                window["orientation"] += values["orientation"]
                 window["n"] += 1
                 if self.step % int(r["log_every"]) == 0 or self.step == self.total_steps:
                     n = window["n"]
