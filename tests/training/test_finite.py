@@ -76,7 +76,7 @@ def test_an_export_of_nan_weights_is_refused_and_a_nan_policy_file_does_not_load
 def test_evaluate_refuses_a_nan_policy_in_one_line(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.yaml").write_text("env: {id: simreal.agents.ppo.testing:CueRecall-v0}\n")
+    (run / "config.yaml").write_text("env: {id: simreal/HandCube-v0}\n")
     torch.save({"format": "simreal-policy", "version": 1, "agent": "ppo", "config": {},
                 "observation_space": {"type": "Dict", "spaces": {}}, "action_space": {"type": "Discrete", "n": 2},
                 "weights": {"head.w": torch.tensor([float("nan")])}, "extra": {}}, run / "policy.pt")
