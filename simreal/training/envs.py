@@ -3,8 +3,9 @@
 ``make_training_env("dm_control/cartpole-swingup-v0", n_envs=8, seed=0,
 randomization="dmc_cartpole")`` returns a Stable-Baselines3 ``VecEnv`` whose
 observations are always a ``Dict`` of float32 vectors (plus ``image``, uint8
-HxWx3, when ``pixels`` is set). The hand-cube env steps all copies in one
-``mujoco.batch`` pool; other ids are Gymnasium envs (dm_control through
+HxWx3, when ``pixels`` is set: for the hand-cube env its three cameras tiled
+into one image, see `simreal.envs.hand_cube.PixelImage`). The hand-cube env
+steps all copies in one ``mujoco.batch`` pool; other ids are Gymnasium envs (dm_control through
 ``shimmy``) wrapped in order:
 
     gym.make -> RandomizedEnv (YAML) -> ActionRepeat -> PixelObservation -> DictFloat32
@@ -149,11 +150,12 @@ def make_training_env(env_id: str, n_envs: int, seed: int | None = 0, randomizat
     if env_id == HAND_CUBE_ID:
         from simreal.envs.vec_env import HandCubeVecEnv
 
-        if action_repeat != 1 or pixels is not None:
-            raise ValueError(f"{env_id}: action_repeat and pixels are not options of the hand-cube env "
-                             "(its control period is a config field; cameras come with the visual stack)")
+        if action_repeat != 1:
+            raise ValueError(f"{env_id}: action_repeat is not an option of the hand-cube env (its control period "
+                             "is a config field: control_dt)")
+        extra = {"pixels": pixels, "pixels_only": pixels_only} if pixels is not None else {}
         venv = HandCubeVecEnv(n_envs, nthread=nthread, randomization=randomization,
-                              randomization_in_state=randomization_in_state, **(env_kwargs or {}))
+                              randomization_in_state=randomization_in_state, **extra, **(env_kwargs or {}))
     else:
         from stable_baselines3.common.vec_env import DummyVecEnv
 

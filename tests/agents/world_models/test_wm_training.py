@@ -146,6 +146,22 @@ def test_hand_cube_with_dactyl_randomization_trains(tmp_path):
     assert "state" not in policy.observation_space.spaces   # the privileged state is not encoded by default
 
 
+def test_hand_cube_from_pixels_trains_on_the_tiled_cameras_without_the_measured_pose(tmp_path):
+    import simreal
+
+    run = tmp_path / "run"
+    assert train(run, "--preset", "hand_cube", "--randomization", "dactyl", "--set", "env.n_envs=2",
+                 "--set", "env.pixels=[16, 16]", "--set", "env.pixels_only=true", steps=96) == 0
+    policy = load_policy(run / "policy.pt")
+    spaces = policy.observation_space.spaces
+    assert spaces["image"].shape == (16, 16, 3) and "object_pos" not in spaces and "fingertip_pos" in spaces
+    env = simreal.make(simreal.HAND_CUBE_ID, pixels=(16, 16), pixels_only=True, randomization="dactyl")
+    obs, _ = env.reset(seed=0)
+    action, _ = policy.act({k: np.asarray(obs[k])[None] for k in spaces}, policy.initial_state(1))
+    assert env.action_space.contains(action[0].astype(np.float32))
+    env.close()
+
+
 @pytest.mark.parametrize("push, expected", [(1.0, 1.0), (0.3, 0.0)])
 def test_evaluation_reports_how_often_the_policy_sits_at_the_action_bounds(tmp_path, monkeypatch, push, expected):
     # A policy pinned to a bound (the constant push cartpole swing-up collapses to) reads 1, one inside reads 0.
