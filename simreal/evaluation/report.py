@@ -120,11 +120,16 @@ def plot(report: dict, path: pathlib.Path) -> None:
     plt.close(fig)
 
 
-def write_report(out_dir: str | pathlib.Path, report: dict) -> dict[str, pathlib.Path]:
+def write_report(out_dir: str | pathlib.Path, report: dict, markdown_of=None, plot_to=None,
+                 plot_name: str = "transfer.png") -> dict[str, pathlib.Path]:
+    """``report.json``, ``report.md`` and the figure in ``out_dir`` (the study report passes its own
+    ``markdown_of(report)`` and ``plot_to(report, path)``); the JSON is written atomically."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "report.json", "markdown": out / "report.md", "plot": out / "transfer.png"}
-    paths["json"].write_text(json.dumps(report, indent=2) + "\n")
-    paths["markdown"].write_text(markdown(report))
-    plot(report, paths["plot"])
+    paths = {"json": out / "report.json", "markdown": out / "report.md", "plot": out / plot_name}
+    tmp = paths["json"].with_name("report.json.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.replace(paths["json"])
+    paths["markdown"].write_text((markdown_of or markdown)(report))
+    (plot_to or plot)(report, paths["plot"])
     return paths

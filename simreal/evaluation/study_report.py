@@ -189,10 +189,6 @@ def plot(report: Mapping, path: pathlib.Path) -> None:
 
 
 def write_report(out: str | pathlib.Path, report: Mapping) -> dict[str, pathlib.Path]:
-    out = pathlib.Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "report.json", "markdown": out / "report.md", "plot": out / "report.png"}
-    write_json(paths["json"], report)
-    paths["markdown"].write_text(markdown(report))
-    plot(report, paths["plot"])
-    return paths
+    from simreal.evaluation import report as transfer_report
+
+    return transfer_report.write_report(out, dict(report), markdown_of=markdown, plot_to=plot, plot_name="report.png")
