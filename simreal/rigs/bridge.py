@@ -18,12 +18,20 @@ The token travels in clear text: beyond one machine, tunnel the port (ssh -L)
 or use a private network.
 
 **Messages.** Every message, both ways, is a multipart ZeroMQ message: frame 0
-is a UTF-8 JSON object (the header, at most 64 KiB), frames 1..n are the raw
-bytes of n numpy arrays, C order, little-endian, described in the header's
-``arrays`` list in frame order: ``{"name": str, "dtype": str, "shape": [int]}``
-with dtype one of ``ALLOWED_DTYPES`` (numpy ``dtype.str``: ``<f4``, ``<f8``,
-``|u1``, ``|b1``, ...), at most 8 dimensions and 64 MiB per array. Nothing is
-ever unpickled: a frame that does not match its description is rejected.
+is a UTF-8 JSON object (the header, at most 64 KiB, nested at most 32 deep),
+frames 1..n are the raw bytes of n numpy arrays (n <= 64), C order,
+little-endian, described in the header's ``arrays`` list in frame order:
+``{"name": str, "dtype": str, "shape": [int]}`` with dtype one of
+``ALLOWED_DTYPES`` (numpy ``dtype.str``: ``<f4``, ``<f8``, ``|u1``, ``|b1``,
+...), at most 8 dimensions (non-negative integers, not booleans) and 64 MiB per
+array. Nothing is ever unpickled: a frame that does not match its description
+is rejected.
+
+The server checks a request in this order, each step cheap before the next:
+the frame count and sizes (no parsing), the header (bounded JSON), the
+protocol, the token -- and only then the array descriptions and data frames. A
+request with a wrong token is answered ``unauthorized`` without reading its
+arrays, whatever their size.
 
 Request header::
 
@@ -57,12 +65,14 @@ Operations (``op``; ``args``; what comes back):
 ``ping``        --                           ``result``: episode_active, stopped, safety counts
 =============== ============================ ==================================================
 
-Error codes: ``malformed`` (not a valid message: bad JSON, frames that do not
-match their descriptions, a forbidden dtype), ``protocol`` (another version),
-``unauthorized`` (wrong or missing token; compared in constant time),
-``bad_request`` (unknown op, bad args or action), ``not_owner`` (a step from a
-client that did not start the episode), ``no_episode``, ``estop``,
-``watchdog``, ``rig_error``, ``internal``. The server answers every message
+Error codes: ``malformed`` (not a valid message: bad JSON, a header too large
+or nested too deep, too many or too large frames, frames that do not match
+their descriptions, a forbidden dtype, a bad shape), ``protocol`` (another
+version), ``unauthorized`` (wrong or missing token; compared in constant
+time), ``bad_request`` (unknown op, bad args or action), ``not_owner`` (a step
+from a client that did not start the episode), ``no_episode``, ``estop``,
+``watchdog``, ``rig_error``, ``internal`` (anything else that went wrong; the
+server logs it). Every error is one line. The server answers every message
 and keeps running.
 
 **Reliability.** The client waits ``timeout`` seconds for each reply; on
@@ -108,6 +118,8 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_ARRAY_BYTES = 64 * 1024 * 1024
 MAX_ARRAYS = 64
 MAX_NDIM = 8
+MAX_HEADER_DEPTH = 32  # nesting of JSON objects and lists in a header
+MAX_REQUEST_ID = 2**63
 TOKEN_ENV = "SIMREAL_RIG_TOKEN"
 MIN_TOKEN_CHARS = 16
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -165,6 +177,11 @@ def create_token_file(path: str | os.PathLike) -> str:
     return token
 
 
+def _secret(token: str) -> bytes:
+    """A token's bytes for a constant-time comparison (any str, lone surrogates included, encodes)."""
+    return token.encode("utf-8", "surrogatepass")
+
+
 # ----------------------------------------------------------------------------- encoding
 def encode(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None) -> list[bytes]:
     """A message's frames: the JSON header (with ``arrays`` described) and the little-endian buffers."""
@@ -181,19 +198,55 @@ def encode(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = 
     return [json.dumps(jsonable(header)).encode("utf-8"), *buffers]
 
 
-def decode(frames: list[bytes]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Header and arrays of a message; `ProtocolError` for anything that does not match the protocol."""
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether JSON data nests objects and lists more than ``limit`` deep (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A client-sent value for an error message: its repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def decode_header(frames: list[bytes]) -> dict[str, Any]:
+    """The header of a message, after the cheap checks (frame count and sizes); the arrays are not read.
+
+    `ProtocolError` (``malformed``) for too many frames, a frame over its size limit, a header that is
+    not a JSON object or is nested more than ``MAX_HEADER_DEPTH`` deep.
+    """
     if not frames:
         raise ProtocolError("empty message")
+    if len(frames) > MAX_ARRAYS + 1:
+        raise ProtocolError(f"{len(frames)} frames (at most {MAX_ARRAYS + 1}: a header and {MAX_ARRAYS} arrays)")
     head = frames[0]
     if len(head) > MAX_HEADER_BYTES:
         raise ProtocolError(f"header of {len(head)} bytes (at most {MAX_HEADER_BYTES})")
+    for k, buf in enumerate(frames[1:]):
+        if len(buf) > MAX_ARRAY_BYTES:
+            raise ProtocolError(f"frame {k + 1} has {len(buf)} bytes (at most {MAX_ARRAY_BYTES})")
     try:
         header = json.loads(bytes(head).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except RecursionError:
+        raise ProtocolError(f"frame 0 is nested too deep (at most {MAX_HEADER_DEPTH} levels)") from None
+    except ValueError:  # not UTF-8, not JSON, or an integer too long to convert
         raise ProtocolError("frame 0 is not a UTF-8 JSON object") from None
     if not isinstance(header, dict):
         raise ProtocolError("frame 0 is not a JSON object")
+    if _too_deep(header, MAX_HEADER_DEPTH):
+        raise ProtocolError(f"frame 0 is nested too deep (at most {MAX_HEADER_DEPTH} levels)")
+    return header
+
+
+def decode_arrays(header: Mapping[str, Any], frames: list[bytes]) -> dict[str, np.ndarray]:
+    """The arrays of a message whose header `decode_header` returned; `ProtocolError` on any mismatch."""
     described = header.get("arrays", [])
     if not isinstance(described, list) or len(described) > MAX_ARRAYS:
         raise ProtocolError(f"'arrays' must be a list of at most {MAX_ARRAYS} descriptions")
@@ -204,21 +257,31 @@ def decode(frames: list[bytes]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         if not isinstance(desc, dict) or set(desc) != {"name", "dtype", "shape"}:
             raise ProtocolError(f"arrays[{k}]: expected {{name, dtype, shape}}")
         name, dtype, shape = desc["name"], desc["dtype"], desc["shape"]
-        if not isinstance(name, str) or not name or name in arrays:
-            raise ProtocolError(f"arrays[{k}].name: a unique non-empty string expected")
+        if not isinstance(name, str) or not name or len(name) > 256 or name in arrays:
+            raise ProtocolError(f"arrays[{k}].name: a unique non-empty string (at most 256 characters) expected")
         if not isinstance(dtype, str) or dtype not in ALLOWED_DTYPES:
-            raise ProtocolError(f"arrays[{k}].dtype: {dtype!r} not allowed (one of {', '.join(sorted(ALLOWED_DTYPES))})")
+            raise ProtocolError(f"arrays[{k}].dtype: {_short(dtype)} not allowed "
+                                f"(one of {', '.join(sorted(ALLOWED_DTYPES))})")
         if (not isinstance(shape, list) or len(shape) > MAX_NDIM
-                or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in shape)):
-            raise ProtocolError(f"arrays[{k}].shape: a list of at most {MAX_NDIM} non-negative integers expected")
+                or not all(type(d) is int and 0 <= d <= MAX_ARRAY_BYTES for d in shape)):
+            raise ProtocolError(f"arrays[{k}].shape: a list of at most {MAX_NDIM} non-negative integers "
+                                f"(each at most {MAX_ARRAY_BYTES}) expected; got {_short(shape)}")
         dt = np.dtype(dtype)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize if shape else dt.itemsize
-        if nbytes > MAX_ARRAY_BYTES:
-            raise ProtocolError(f"arrays[{k}]: {nbytes} bytes (at most {MAX_ARRAY_BYTES})")
+        nbytes = 0 if 0 in shape else dt.itemsize
+        for d in shape:  # exact Python integers, stopped at the limit: no overflow, however large the dims
+            nbytes *= d
+            if nbytes > MAX_ARRAY_BYTES:
+                raise ProtocolError(f"arrays[{k}]: {dtype}{shape} is over {MAX_ARRAY_BYTES} bytes")
         if len(buf) != nbytes:
             raise ProtocolError(f"arrays[{k}] ({name}): frame has {len(buf)} bytes, {dtype}{shape} needs {nbytes}")
-        arrays[name] = np.frombuffer(bytes(buf), dtype=dt).reshape(shape).copy()
-    return header, arrays
+        arrays[name] = np.frombuffer(buf, dtype=dt).reshape(shape).copy()
+    return arrays
+
+
+def decode(frames: list[bytes]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Header and arrays of a message; `ProtocolError` for anything that does not match the protocol."""
+    header = decode_header(frames)
+    return header, decode_arrays(header, frames)
 
 
 # ----------------------------------------------------------------------------- server
@@ -234,7 +297,7 @@ class RigServer:
 
     def __init__(self, rig: Rig, token: str, *, host: str = "127.0.0.1", port: int = 5555):
         self.rig = rig
-        self._token = load_token(token).encode("utf-8")
+        self._token = _secret(load_token(token))
         self.host = host
         self.session = uuid.uuid4().hex
         self._ctx = zmq.Context()
@@ -295,27 +358,43 @@ class RigServer:
         """The reply frames for one request's frames (never raises)."""
         self.stats["requests"] += 1
         try:
-            header, arrays = decode(frames)
+            return self._handle(frames)
+        except Exception as exc:  # noqa: BLE001 - one message never stops the server
+            log.error("rig server: internal error on a request: %s: %s", type(exc).__name__,
+                      " ".join(str(exc).split()))
+            log.debug("rig server: internal error", exc_info=True)
+            return self._error(None, "internal", f"{type(exc).__name__}: {exc}")
+
+    def _handle(self, frames: list[bytes]) -> list[bytes]:
+        try:
+            header = decode_header(frames)  # cheap and bounded: frame count and sizes, then the header only
         except ProtocolError as exc:
             return self._reject(None, exc.code, str(exc))
         req_id = header.get("id")
-        req_id = req_id if isinstance(req_id, int) and not isinstance(req_id, bool) else None
+        if type(req_id) is not int or not 0 <= req_id < MAX_REQUEST_ID:
+            req_id = None
         if header.get("protocol") != PROTOCOL:
-            return self._reject(req_id, "protocol", f"expected protocol {PROTOCOL!r}, got {header.get('protocol')!r}")
+            got = _short(header.get("protocol"))
+            return self._reject(req_id, "protocol", f"expected protocol {PROTOCOL!r}, got {got}")
         token = header.get("token")
-        if not isinstance(token, str) or not hmac.compare_digest(token.encode("utf-8"), self._token):
+        if not isinstance(token, str) or not hmac.compare_digest(_secret(token), self._token):
             return self._reject(req_id, "unauthorized", "wrong or missing token")
+        try:
+            arrays = decode_arrays(header, frames)  # only for token holders
+        except ProtocolError as exc:
+            return self._reject(req_id, exc.code, str(exc))
         client, op, args = header.get("client"), header.get("op"), header.get("args", {})
         if req_id is None or not isinstance(client, str) or not 0 < len(client) <= 64:
-            return self._reject(req_id, "malformed", "'id' (an integer) and 'client' (1-64 characters) are required")
+            return self._reject(req_id, "malformed", "'id' (an integer in [0, 2**63)) and 'client' (1-64 characters) "
+                                                     "are required")
         if not isinstance(args, dict):
             return self._reject(req_id, "malformed", "'args' must be a JSON object")
         cached = self._replies.get(client)
         if cached is not None and cached[0] == req_id:
             return cached[1]  # a retry: answer again without acting twice
-        handler = self._ops.get(op)
+        handler = self._ops.get(op) if isinstance(op, str) else None
         if handler is None:
-            return self._reject(req_id, "bad_request", f"unknown op {op!r} (known: {', '.join(self._ops)})")
+            return self._reject(req_id, "bad_request", f"unknown op {_short(op)} (known: {', '.join(self._ops)})")
         try:
             result, out_arrays = handler(args, arrays, client)
             reply = encode({"protocol": PROTOCOL, "ok": True, "id": req_id, "session": self.session,
@@ -333,7 +412,8 @@ class RigServer:
         except (ValueError, TypeError) as exc:
             reply = self._error(req_id, "bad_request", str(exc))
         except Exception as exc:  # noqa: BLE001 - the server keeps running whatever the rig does
-            log.exception("rig server: %s failed", op)
+            log.error("rig server: %s failed: %s: %s", op, type(exc).__name__, " ".join(str(exc).split()))
+            log.debug("rig server: %s failed", op, exc_info=True)
             reply = self._error(req_id, "internal", f"{type(exc).__name__}: {exc}")
         self._replies[client] = (req_id, reply)
         if len(self._replies) > 64:
@@ -363,7 +443,7 @@ class RigServer:
     def _reset(self, args, arrays, client):
         seed, options = args.get("seed"), args.get("options")
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-            raise ValueError(f"reset: seed must be a non-negative integer or null; got {seed!r}")
+            raise ValueError(f"reset: seed must be a non-negative integer or null; got {_short(seed)}")
         if options is not None and not isinstance(options, dict):
             raise ValueError("reset: options must be a JSON object or null")
         obs, info = self.rig.reset(seed=seed, options=options)

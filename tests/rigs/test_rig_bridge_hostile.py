@@ -1,0 +1,185 @@
+"""The bridge server against hostile messages: it checks size and token first, answers, never exits."""
+
+import json
+import tracemalloc
+
+import numpy as np
+import pytest
+import zmq
+
+from simreal.rigs import bridge
+from simreal.rigs.base import SafetyConfig
+from simreal.rigs.bridge import (
+    MAX_ARRAY_BYTES,
+    PROTOCOL,
+    RigServer,
+    decode,
+    encode,
+)
+from simreal.rigs.leap import FakeMotorBus, LeapHandRig
+
+TOKEN = "bridge-test-token-0123456789"
+
+
+@pytest.fixture
+def served():
+    bus = FakeMotorBus()
+    rig = LeapHandRig(bus, safety=SafetyConfig(max_delta=0.1, watchdog_timeout=None))
+    server = RigServer(rig, TOKEN, port=0).start()
+    yield server, rig, bus
+    server.stop()
+    rig.close()
+
+
+def _send(address: str, frames: list[bytes]) -> dict:
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(address)
+    try:
+        sock.send_multipart(frames)
+        assert sock.poll(3000), "the server did not answer"
+        header, _ = decode(sock.recv_multipart())
+        return header
+    finally:
+        sock.close()
+
+
+_ids = iter(range(1000, 10**6))
+
+
+def _header(op="hello", token=TOKEN, **extra) -> dict:
+    header = {"protocol": PROTOCOL, "token": token, "op": op, "id": next(_ids), "client": "hostile-test",
+              "args": {}}
+    header.update(extra)
+    return header
+
+
+def _frames(header: dict, *buffers: bytes) -> list[bytes]:
+    return [json.dumps(header).encode(), *buffers]
+
+
+def _step_header(shape, dtype="<f4", **extra) -> dict:
+    return _header("step", arrays=[{"name": "action", "dtype": dtype, "shape": shape}], **extra)
+
+
+def _assert_still_serves(server: RigServer) -> None:
+    """A normal request after the hostile one: hello, reset and a step all answered correctly."""
+    hello = _send(server.address, encode(_header()))
+    assert hello["ok"] and hello["result"]["info"]["name"] == "leap_hand"
+    reset = _send(server.address, encode(_header("reset", args={"seed": 0})))
+    assert reset["ok"] and reset["result"]["seed"] == 0
+    step = _send(server.address, encode(_header("step"), {"action": np.zeros(16, np.float32)}))
+    assert step["ok"] and step["id"] is not None
+
+
+def _assert_error(reply: dict, code: str) -> None:
+    assert (reply["ok"], reply["code"]) == (False, code), reply
+    assert reply["error"] and "\n" not in reply["error"]
+
+
+HOSTILE = {
+    "json nested 30000 deep (list)": [b"[" * 30000 + b"]" * 30000],
+    "json nested 10000 deep (object)": [b'{"a":' * 10000 + b"1" + b"}" * 10000],
+    "args nested 200 deep": [b'{"protocol": "simreal-rig/1", "args": ' + b"[" * 200 + b"]" * 200 + b"}"],
+    "integer of 5000 digits": [b'{"id": ' + b"7" * 5000 + b"}"],
+    "too many frames": [json.dumps(_header()).encode()] + [b""] * 100,
+}
+
+BAD_SHAPES = {
+    "2**32 x 2**32, empty frame": ([2**32, 2**32], b""),
+    "2**70": ([2**70], b""),
+    "2**64 x 0": ([2**64, 0], b""),
+    "product wraps int64 to 0": ([2**16] * 4, b""),
+    "negative dim": ([-16], b""),
+    "negative dims that multiply to 16": ([-4, -4], b"\0" * 64),
+    "float dim": ([16.0], b"\0" * 64),
+    "string dim": (["16"], b"\0" * 64),
+    "null dim": ([None], b"\0" * 64),
+    "bool dim": ([True], b"\0" * 4),
+    "bool dims": ([True, False], b""),
+    "nested dim": ([[16]], b"\0" * 64),
+    "nine dims": ([1] * 9, b"\0" * 4),
+    "shape not a list": (16, b"\0" * 64),
+    "array over 64 MiB": ([2**24 + 1], b""),
+}
+
+
+@pytest.mark.parametrize("what", list(HOSTILE))
+def test_hostile_headers_are_malformed_and_the_server_keeps_serving(served, what):
+    server, _, bus = served
+    _assert_error(_send(server.address, HOSTILE[what]), "malformed")
+    assert bus.writes == []
+    _assert_still_serves(server)
+
+
+@pytest.mark.parametrize("what", list(BAD_SHAPES))
+def test_bad_array_shapes_are_malformed_and_the_server_keeps_serving(served, what):
+    server, _, bus = served
+    shape, buf = BAD_SHAPES[what]
+    _assert_error(_send(server.address, _frames(_step_header(shape), buf)), "malformed")
+    assert bus.writes == []
+    _assert_still_serves(server)
+
+
+@pytest.mark.parametrize("what, header", [
+    ("op a list", _header(["step"])),
+    ("op an object", _header({"a": 1})),
+    ("token with a lone surrogate", _header(token="\ud800" * 20)),
+    ("id a huge integer", _header(id=2**80)),
+    ("client an object", _header(client={"x": 1})),
+    ("protocol a long list", _header(protocol=list(range(5000)))),
+])
+def test_odd_header_values_get_one_line_errors(served, what, header):
+    server, _, _ = served
+    reply = _send(server.address, [json.dumps(header).encode()])
+    assert reply["ok"] is False and reply["code"] in ("malformed", "bad_request", "unauthorized", "protocol"), what
+    assert "\n" not in reply["error"] and len(reply["error"]) < 400, what
+    _assert_still_serves(server)
+
+
+def test_a_huge_frame_with_a_wrong_token_is_unauthorized_before_its_arrays_are_read(served, monkeypatch):
+    server, _, bus = served
+    read = []  # the requests whose arrays the server read (replies, decoded here, carry no token)
+    real = bridge.decode_arrays
+
+    def spy(header, frames):
+        if "token" in header:
+            read.append(header)
+        return real(header, frames)
+
+    monkeypatch.setattr(bridge, "decode_arrays", spy)
+    big = bytes(MAX_ARRAY_BYTES)
+    frames = _frames(_step_header([MAX_ARRAY_BYTES // 4], token="not-the-token-at-all-000"), big)
+    tracemalloc.start()
+    try:
+        reply = decode(server.handle(frames))[0]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    _assert_error(reply, "unauthorized")
+    assert read == [] and peak < 1 << 20  # no array parsed, no copy of the 64 MiB frame made
+    _assert_error(_send(server.address, frames), "unauthorized")  # over the socket too
+    assert read == [] and bus.writes == []
+    _assert_still_serves(server)
+    assert read  # token holders' arrays are read
+
+
+def test_a_frame_over_the_limit_is_refused_before_the_header_is_parsed(served, monkeypatch):
+    server, _, _ = served
+    frames = _frames(_step_header([16]), bytes(MAX_ARRAY_BYTES + 1))
+    with monkeypatch.context() as patched:
+        patched.setattr(bridge.json, "loads", lambda *a, **k: pytest.fail("the header was parsed"))
+        out = server.handle(frames)
+    reply = decode(out)[0]
+    _assert_error(reply, "malformed")
+    assert "at most" in reply["error"]
+
+
+def test_any_exception_in_a_handler_is_an_internal_reply(served, monkeypatch):
+    server, rig, _ = served
+    monkeypatch.setattr(server, "_ops", dict(server._ops, ping=lambda *a: 1 / 0))
+    _assert_error(_send(server.address, encode(_header("ping"))), "internal")
+    monkeypatch.setattr(server, "_handle", lambda frames: {}[["unhashable"]])  # anything before dispatch
+    _assert_error(_send(server.address, encode(_header())), "internal")
+    monkeypatch.undo()
+    _assert_still_serves(server)
