@@ -53,7 +53,8 @@ Operations (``op``; ``args``; what comes back):
 ``hello``       --                           ``result.info``: the rig's `RigInfo.to_dict()`
 ``reset``       ``seed``, ``options``        ``obs.<key>`` arrays, ``hold_action`` array,
                                              ``result.info``, ``result.seed``; the client
-                                             becomes the episode's owner
+                                             becomes the episode's owner. ``seed``: null or an
+                                             integer in [0, 2**32) (numpy's seed range)
 ``step``        array ``action``             ``obs.<key>`` arrays, ``result.reward``,
                                              ``terminated``, ``truncated``, ``info`` (the
                                              client reports the server rig's safety flags
@@ -69,11 +70,12 @@ Error codes: ``malformed`` (not a valid message: bad JSON, a header too large
 or nested too deep, too many or too large frames, frames that do not match
 their descriptions, a forbidden dtype, a bad shape), ``protocol`` (another
 version), ``unauthorized`` (wrong or missing token; compared in constant
-time), ``bad_request`` (unknown op, bad args or action), ``not_owner`` (a step
-from a client that did not start the episode), ``no_episode``, ``estop``,
-``watchdog``, ``rig_error``, ``internal`` (anything else that went wrong; the
-server logs it). Every error is one line. The server answers every message
-and keeps running.
+time), ``bad_request`` (unknown op, bad args such as a seed out of range, or a
+bad action), ``not_owner`` (a step from a client that did not start the
+episode), ``no_episode``, ``estop``, ``watchdog``, ``rig_error``, ``internal``
+(anything else that went wrong; the server logs it). Every error is one line.
+The server answers every message and keeps running: a failed ``reset`` leaves
+it with no episode, ready for the next.
 
 **Reliability.** The client waits ``timeout`` seconds for each reply; on
 silence it drops its socket, opens a new one and resends the same request id
@@ -119,6 +121,7 @@ MAX_ARRAY_BYTES = 64 * 1024 * 1024
 MAX_ARRAYS = 64
 MAX_NDIM = 8
 MAX_HEADER_DEPTH = 32  # nesting of JSON objects and lists in a header
+MAX_SEED = 2**32  # reset seeds are in [0, MAX_SEED): what numpy's seeding (and dm_control) takes
 MAX_REQUEST_ID = 2**63
 TOKEN_ENV = "SIMREAL_RIG_TOKEN"
 MIN_TOKEN_CHARS = 16
@@ -442,10 +445,11 @@ class RigServer:
 
     def _reset(self, args, arrays, client):
         seed, options = args.get("seed"), args.get("options")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-            raise ValueError(f"reset: seed must be a non-negative integer or null; got {_short(seed)}")
+        if seed is not None and (type(seed) is not int or not 0 <= seed < MAX_SEED):
+            raise ValueError(f"reset: seed must be null or an integer in [0, 2**32); got {_short(seed)}")
         if options is not None and not isinstance(options, dict):
             raise ValueError("reset: options must be a JSON object or null")
+        self.owner = None  # a reset that fails leaves no episode, and so no owner
         obs, info = self.rig.reset(seed=seed, options=options)
         self.owner = client
         hold = np.asarray(self.rig._action_of(self.rig.safety.last), self.rig.action_space.dtype)

@@ -43,6 +43,7 @@ from simreal.rigs.base import Rig, RigError, SafetyConfig
 REALITIES_DIR = pathlib.Path(__file__).resolve().parents[2] / "rigs" / "realities"
 _RIG_KEYS = ("envs", "env_kwargs", "description", "safety")
 _FIXED_FAMILIES = ("physics", "effect")
+MAX_SEED = 2**32  # episode seeds are in [0, MAX_SEED): numpy's seed range, which dm_control's envs need
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +185,8 @@ class SimulatedRig(Rig):
             raise RigError(f"{self.reality.source}: reality {self.reality.name!r} is for {', '.join(self.reality.envs)}; "
                            f"got env {env_id!r}")
         self.seed = int(seed)
+        if not 0 <= self.seed < MAX_SEED:
+            raise RigError(f"SimulatedRig: seed must be in [0, 2**32); got {seed}")
         self.realtime = bool(realtime)
         self.cameras = None if cameras is None else (int(cameras[0]), int(cameras[1]))
         self.env_kwargs = {**(self.reality.env_kwargs if self.reality else {}), **dict(env_kwargs or {})}
@@ -237,6 +240,11 @@ class SimulatedRig(Rig):
             kwargs.update(_render_kwargs(env_id, self.cameras))
         self.env = single_env_factory(env_id, seed=self.seed, randomization=spec, action_repeat=self.action_repeat,
                                       pixels=self.pixels, pixels_only=pixels_only, env_kwargs=kwargs)()
+        # gymnasium's PassiveEnvChecker (gym.make's) marks its first reset as checked before running it; when
+        # that first reset fails (a bad seed or options from a client) it keeps no reset data and every first
+        # step after it fails ("cannot unpack non-iterable NoneType object"), whatever later resets do. So the
+        # env's first reset happens here, with the rig's own valid seed; every episode reseeds it anyway.
+        self.env.reset(seed=self.seed)
         if not isinstance(self.env.action_space, gym.spaces.Box):
             raise RigError(f"SimulatedRig: {env_id} has a {type(self.env.action_space).__name__} action space; "
                            "rigs need continuous (Box) actions")
@@ -264,10 +272,17 @@ class SimulatedRig(Rig):
     def _reset(self, seed, options):
         if seed is None:
             seed = self.seed + self._episodes
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < MAX_SEED:
+            self.episode_seed = None
+            raise ValueError(f"rig {self.name}: reset seed must be an integer in [0, 2**32); got {seed!r}")
+        try:
+            obs, info = self.env.reset(seed=int(seed), options=options)
+        except BaseException:
+            self.episode_seed = None  # no episode started: nothing counted, no seed
+            raise
         self.episode_seed = int(seed)
         self._episodes += 1
         self.holding = False
-        obs, info = self.env.reset(seed=int(seed), options=options)
         self._next_tick = time.monotonic() + self.control_dt
         return obs, dict(info)
 

@@ -12,6 +12,7 @@ from simreal.rigs.base import SafetyConfig
 from simreal.rigs.bridge import (
     MAX_ARRAY_BYTES,
     PROTOCOL,
+    RemoteRig,
     RigServer,
     decode,
     encode,
@@ -29,6 +30,21 @@ def served():
     yield server, rig, bus
     server.stop()
     rig.close()
+
+
+@pytest.fixture
+def connect():
+    """RemoteRig(...) that is closed after the test, passed or failed (an open socket would hang the exit)."""
+    made = []
+
+    def make(*args, **kwargs) -> RemoteRig:
+        made.append(RemoteRig(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+
 
 
 def _send(address: str, frames: list[bytes]) -> dict:
@@ -183,3 +199,75 @@ def test_any_exception_in_a_handler_is_an_internal_reply(served, monkeypatch):
     _assert_error(_send(server.address, encode(_header())), "internal")
     monkeypatch.undo()
     _assert_still_serves(server)
+
+
+# ----------------------------------------------------------------------------- reset seeds
+@pytest.fixture
+def served_sim():
+    from simreal.rigs.sim import SimulatedRig
+
+    rig = SimulatedRig("cartpole_laggy")
+    server = RigServer(rig, TOKEN, port=0).start()
+    yield server, rig
+    server.stop()
+    rig.close()
+
+
+@pytest.mark.parametrize("seed", [2**32, 2**32 + 5, 2**64, 10**30, -1, 1.5, 3.0, True, False, "3", [1], {"a": 1}])
+def test_a_bad_first_reset_seed_is_a_bad_request_and_leaves_no_episode(served_sim, seed):
+    server, rig = served_sim
+    reply = _send(server.address, encode(_header("reset", args={"seed": seed})))
+    _assert_error(reply, "bad_request")
+    assert not rig.episode_active and server.owner is None
+    _assert_error(_send(server.address, encode(_header("step"), {"action": np.zeros(1, np.float32)})), "no_episode")
+    reset = _send(server.address, encode(_header("reset", args={"seed": 4})))
+    assert reset["ok"] and reset["result"]["seed"] == 4
+    for _ in range(3):
+        step = _send(server.address, encode(_header("step"), {"action": np.full(1, 0.3, np.float32)}))
+        assert step["ok"], step
+
+
+@pytest.mark.parametrize("seed", [0, 2**32 - 1])
+def test_the_edges_of_the_seed_range_are_accepted(served_sim, seed):
+    server, _ = served_sim
+    reset = _send(server.address, encode(_header("reset", args={"seed": seed})))
+    assert reset["ok"] and reset["result"]["seed"] == seed
+    assert _send(server.address, encode(_header("step"), {"action": np.zeros(1, np.float32)}))["ok"]
+
+
+def test_a_simulated_rig_survives_a_failing_first_env_reset(monkeypatch):
+    from simreal.rigs.sim import SimulatedRig
+
+    rig = SimulatedRig("cartpole_laggy")
+    try:
+        with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*32\)"):
+            rig.reset(seed=2**32)
+        assert rig.episode_seed is None and not rig.episode_active
+        def offline(**kwargs):
+            raise RuntimeError("sensor offline")
+
+        monkeypatch.setattr(rig.env.unwrapped, "reset", offline)
+        with pytest.raises(RuntimeError, match="sensor offline"):  # any cause, e.g. options the env refuses
+            rig.reset(seed=1)
+        assert rig.episode_seed is None and not rig.episode_active
+        monkeypatch.undo()
+        rig.reset(seed=1)
+        assert rig.episode_seed == 1
+        for _ in range(3):
+            rig.step(np.zeros(1))
+        fresh = SimulatedRig("cartpole_laggy")
+        a, b = rig.reset(seed=7)[0], fresh.reset(seed=7)[0]
+        assert all(np.array_equal(a[k], b[k]) for k in a)  # the failures left nothing behind
+        fresh.close()
+    finally:
+        rig.close()
+
+
+def test_a_served_simulated_rig_after_a_bad_seed_through_the_client(served_sim, connect):
+    server, _ = served_sim
+    client = connect(server.address, TOKEN, timeout=2.0)
+    with pytest.raises(Exception, match="bad_request"):
+        client.reset(seed=2**32)
+    client.reset(seed=3)
+    for _ in range(3):
+        client.step(np.zeros(1))
