@@ -61,21 +61,36 @@ Operations (``op``; ``args``; what comes back):
                                              as ``info["server_clipped"]``, ...)
 ``end_episode`` ``reason``                   the server rig ends its episode (safe state)
 ``hold``        --                           the same, reason ``remote_hold``
-``estop``       ``reason``                   the server rig's emergency stop latches
-``clear_estop`` --                           unlatch it
-``ping``        --                           ``result``: episode_active, stopped, safety counts
+``estop``       ``reason``                   the server rig's emergency stop latches (any
+                                             token holder may stop the rig)
+``clear_estop`` ``operator_token``           unlatch it: only with the server's separate
+                                             operator token (``--operator-token-file``);
+                                             without one configured, refused to every client
+``ping``        --                           ``result``: episode_active, stopped, safety
+                                             counts, ``remote_clear`` (an operator token is
+                                             configured)
 =============== ============================ ==================================================
+
+**Clearing an emergency stop** is an operator's action at the cell, as on a
+real robot: by default no network client can do it. Next to the robot, call
+`RigServer.clear_estop` from the server's process, or send ``SIGUSR1`` to
+``simreal rig serve`` (``kill -USR1 PID``; the PID is printed at start). To
+allow it remotely, give the server an operator token (``operator_token=`` /
+``--operator-token-file``), different from the shared token, and the client
+the same (``RemoteRig(..., operator_token_file=...)``); a ``clear_estop``
+without it, or with a wrong one, is ``unauthorized``.
 
 Error codes: ``malformed`` (not a valid message: bad JSON, a header too large
 or nested too deep, too many or too large frames, frames that do not match
 their descriptions, a forbidden dtype, a bad shape), ``protocol`` (another
-version), ``unauthorized`` (wrong or missing token; compared in constant
-time), ``bad_request`` (unknown op, bad args such as a seed out of range, or a
-bad action), ``not_owner`` (a step from a client that did not start the
-episode), ``no_episode``, ``estop``, ``watchdog``, ``rig_error``, ``internal``
-(anything else that went wrong; the server logs it). Every error is one line.
-The server answers every message and keeps running: a failed ``reset`` leaves
-it with no episode, ready for the next.
+version), ``unauthorized`` (wrong or missing token, or a ``clear_estop``
+without the operator token; compared in constant time), ``bad_request``
+(unknown op, bad args such as a seed out of range, or a bad action),
+``not_owner`` (a step from a client that did not start the episode),
+``no_episode``, ``estop``, ``watchdog``, ``rig_error``, ``internal`` (anything
+else that went wrong; the server logs it). Every error is one line. The server
+answers every message and keeps running: a failed ``reset`` leaves it with no
+episode, ready for the next.
 
 **Reliability.** The client waits ``timeout`` seconds for each reply; on
 silence it drops its socket, opens a new one and resends the same request id
@@ -296,11 +311,18 @@ class RigServer:
         token: the shared secret (at least 16 characters; see `load_token`).
         host: the address to bind (default 127.0.0.1: this machine only).
         port: TCP port; 0 picks a free one (``server.port`` tells which).
+        operator_token: a second secret, different from ``token``, that a client must send to
+            clear an emergency stop over the network; ``None`` (default): only `clear_estop`,
+            called in the server's process, clears it.
     """
 
-    def __init__(self, rig: Rig, token: str, *, host: str = "127.0.0.1", port: int = 5555):
+    def __init__(self, rig: Rig, token: str, *, host: str = "127.0.0.1", port: int = 5555,
+                 operator_token: str | None = None):
         self.rig = rig
         self._token = _secret(load_token(token))
+        self._operator_token = None if operator_token is None else _secret(load_token(operator_token))
+        if self._operator_token is not None and hmac.compare_digest(self._operator_token, self._token):
+            raise RigError("the operator token must differ from the shared token (every client holds that one)")
         self.host = host
         self.session = uuid.uuid4().hex
         self._ctx = zmq.Context()
@@ -322,6 +344,7 @@ class RigServer:
         self.stats = {"requests": 0, "rejected": 0, "errors": 0}
         self._replies: dict[str, tuple[int, list[bytes]]] = {}
         self._stop = threading.Event()
+        self._clear_requested = threading.Event()
         self._thread: threading.Thread | None = None
         self._ops = {"hello": self._hello, "reset": self._reset, "step": self._step, "ping": self._ping,
                      "end_episode": self._end_episode, "hold": self._hold, "estop": self._estop,
@@ -331,10 +354,34 @@ class RigServer:
     def serve_forever(self, poll_interval: float = 0.05) -> None:
         """Answer requests until `stop` (or KeyboardInterrupt in the calling thread)."""
         while not self._stop.is_set():
+            if self._clear_requested.is_set():
+                self._clear_requested.clear()
+                try:
+                    self.clear_estop()
+                except Exception as exc:  # noqa: BLE001 - e.g. the hardware refused; the stop stays latched
+                    log.error("rig server: clearing the emergency stop failed: %s", " ".join(str(exc).split()))
             if not self._socket.poll(int(poll_interval * 1000)):
                 continue
             frames = self._socket.recv_multipart()
             self._socket.send_multipart(self.handle(frames))
+
+    def clear_estop(self) -> bool:
+        """Unlatch the rig's emergency stop: the local operator's action (no token needed, no client asked).
+
+        Returns whether a stop was latched. Safe from any thread; from a signal handler use
+        `request_clear_estop` instead.
+        """
+        reason = self.rig.stopped
+        self.rig.clear_emergency_stop()
+        if reason is None:
+            log.info("rig server: clear emergency stop: none was latched")
+        else:
+            log.warning("rig server: emergency stop (%s) cleared by the local operator", reason)
+        return reason is not None
+
+    def request_clear_estop(self) -> None:
+        """Have the serving loop call `clear_estop` between two requests (what a signal handler may do)."""
+        self._clear_requested.set()
 
     def start(self) -> "RigServer":
         """Serve from a background thread."""
@@ -409,6 +456,9 @@ class RigServer:
         except EpisodeNotStarted as exc:
             reply = self._error(req_id, "no_episode", str(exc))
         except ProtocolError as exc:
+            if exc.code == "unauthorized":
+                self.stats["rejected"] += 1
+                log.warning("rig server: rejected a request (%s: %s)", exc.code, exc)
             reply = self._error(req_id, exc.code, str(exc))
         except RigError as exc:
             reply = self._error(req_id, "rig_error", str(exc))
@@ -480,12 +530,21 @@ class RigServer:
         return {"stopped": self.rig.stopped}, {}
 
     def _clear_estop(self, args, arrays, client):
+        if self._operator_token is None:
+            raise ProtocolError("clearing an emergency stop is a local action on this server (no operator token "
+                                "configured): clear it at the rig", "unauthorized")
+        given = args.get("operator_token")
+        if not isinstance(given, str) or not hmac.compare_digest(_secret(given), self._operator_token):
+            raise ProtocolError("clear_estop needs the operator token (wrong or missing)", "unauthorized")
+        reason = self.rig.stopped
         self.rig.clear_emergency_stop()
-        return {}, {}
+        log.warning("rig server: emergency stop (%s) cleared by operator-token client %s", reason, client)
+        return {"cleared": reason is not None}, {}
 
     def _ping(self, args, arrays, client):
         return {"episode_active": self.rig.episode_active, "stopped": self.rig.stopped,
-                "watchdog_tripped": self.rig.watchdog_tripped, "safety": self.rig.safety_stats.to_dict()}, {}
+                "watchdog_tripped": self.rig.watchdog_tripped, "safety": self.rig.safety_stats.to_dict(),
+                "remote_clear": self._operator_token is not None}, {}
 
 
 # ----------------------------------------------------------------------------- client
@@ -499,17 +558,26 @@ class RemoteRig(Rig):
         retries: attempts per request before `RigConnectionError`.
         safety: client-side limits in action units (default: NaN/inf and the action
             bounds only; the server rig enforces joint limits, rate and watchdog).
+        operator_token, operator_token_file: the server's operator token, sent by
+            `clear_emergency_stop` to clear the server rig's emergency stop (a server without one
+            refuses remote clearing; see the module docstring). Without it,
+            `clear_emergency_stop` only clears this client's own latch, once the stop was cleared
+            at the rig, and raises `EmergencyStopped` while the server rig is still stopped.
+            Never read from the environment.
     """
 
     def __init__(self, address: str = "tcp://127.0.0.1:5555", token: str | None = None, *,
                  token_file: str | os.PathLike | None = None, timeout: float = 2.0, retries: int = 3,
-                 safety: SafetyConfig | None = None, name: str | None = None):
+                 safety: SafetyConfig | None = None, name: str | None = None, operator_token: str | None = None,
+                 operator_token_file: str | os.PathLike | None = None):
         if not address.startswith("tcp://"):
             raise RigError(f"remote rig address must look like tcp://HOST:PORT; got {address!r}")
         if timeout <= 0 or retries < 1:
             raise ValueError("RemoteRig: timeout must be > 0 and retries >= 1")
         self.address = address
         self._token = load_token(token, token_file)
+        self._operator_token = (load_token(operator_token, operator_token_file)
+                                if operator_token is not None or operator_token_file is not None else None)
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.client_id = uuid.uuid4().hex
@@ -580,7 +648,7 @@ class RemoteRig(Rig):
         code, message = header.get("code", "error"), header.get("error", "")
         where = f"{self.address}: {op}"
         if code == "unauthorized":
-            raise RigAuthError(f"{where}: the server rejected the token")
+            raise RigAuthError(f"{where}: the server rejected the token ({message})")
         if code == "estop":
             raise EmergencyStopped(f"{where}: {message}")
         if code == "watchdog":
@@ -646,7 +714,15 @@ class RemoteRig(Rig):
         self._best_effort("estop", {"reason": self.stopped or "emergency stop"})
 
     def _clear_emergency_stop(self) -> None:
-        self._call("clear_estop")
+        if self._operator_token is not None:
+            self._call("clear_estop", {"operator_token": self._operator_token})
+            return
+        stopped = self.ping().get("stopped")  # cleared at the rig? then only this client's latch is left
+        if stopped:
+            raise EmergencyStopped(f"{self.address}: the server rig's emergency stop is latched ({stopped}); "
+                                   "clearing it is a local action at the rig (SIGUSR1 to `simreal rig serve`, "
+                                   "RigServer.clear_estop) unless the server has an operator token and this "
+                                   "client is given it (operator_token=)")
 
     def _close(self) -> None:
         self._drop_socket()

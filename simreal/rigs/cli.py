@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import signal
 
@@ -117,16 +118,24 @@ def cmd_rig_serve(args: argparse.Namespace) -> int:
     from simreal.rigs.base import RigError
     from simreal.rigs.bridge import LOOPBACK, RigServer, create_token_file, load_token
 
+    def _token(path: pathlib.Path) -> tuple[str, bool]:  # (token, whether the file was created)
+        try:
+            if path.exists():
+                return load_token(token_file=path), False
+            return create_token_file(path), True
+        except RigError as exc:
+            raise _cli_error(exc) from None
+
     token_path = pathlib.Path(args.token_file).expanduser()
-    try:
-        if token_path.exists():
-            token = load_token(token_file=token_path)
-            made = False
-        else:
-            token = create_token_file(token_path)
-            made = True
-    except RigError as exc:
-        raise _cli_error(exc) from None
+    token, made = _token(token_path)
+    operator_token = operator_path = None
+    operator_made = False
+    if args.operator_token_file is not None:
+        operator_path = pathlib.Path(args.operator_token_file).expanduser()
+        if operator_path.resolve() == token_path.resolve():
+            raise _cli_error(ValueError("--operator-token-file must not be the --token-file: every client holds "
+                                        "the shared token"))
+        operator_token, operator_made = _token(operator_path)
     if args.sim is not None:
         args.rig = args.sim if args.sim.startswith(("sim:", "nominal")) else f"sim:{args.sim}"
     else:
@@ -141,7 +150,7 @@ def cmd_rig_serve(args: argparse.Namespace) -> int:
 
             record(rig, args.record, append=args.append)
         try:
-            server = RigServer(rig, token, host=args.host, port=args.port)
+            server = RigServer(rig, token, host=args.host, port=args.port, operator_token=operator_token)
         except RigError as exc:
             raise _cli_error(exc) from None
         if args.host not in LOOPBACK:
@@ -150,12 +159,23 @@ def cmd_rig_serve(args: argparse.Namespace) -> int:
         print(f"serving {rig.name} ({rig.kind}, {rig.env_id or 'no env'}) at {server.address}; token "
               f"{'written to' if made else 'from'} {token_path}"
               + (f"; recording to {args.record}" if args.record else ""), flush=True)
+        clear_how = f"kill -USR1 {os.getpid()}" if hasattr(signal, "SIGUSR1") else "RigServer.clear_estop()"
+        print(f"emergency stop: any client may latch it; clear it here with {clear_how}"
+              + (f", or remotely with the operator token {'written to' if operator_made else 'from'} {operator_path}"
+                 if operator_path is not None else " (remote clearing is off: see --operator-token-file)"),
+              flush=True)
 
         def _terminate(signum, frame):  # a service manager's stop: leave the rig safe, as on Ctrl-C
             raise KeyboardInterrupt
 
-        handlers.update({sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)})
+        def _clear(signum, frame):  # the operator at the cell; the serving loop clears between two requests
+            server.request_clear_estop()
+
+        signals = [signal.SIGTERM, signal.SIGINT] + ([signal.SIGUSR1] if hasattr(signal, "SIGUSR1") else [])
+        handlers.update({sig: signal.getsignal(sig) for sig in signals})
         signal.signal(signal.SIGTERM, _terminate)
+        if hasattr(signal, "SIGUSR1"):
+            signal.signal(signal.SIGUSR1, _clear)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
@@ -292,14 +312,19 @@ def register(sub) -> None:
             "Binds 127.0.0.1 unless --host says otherwise. Every message must carry the shared token read "
             "from --token-file (a new random token is written there, readable by you only, if the file does "
             "not exist). The served rig's own safety layer applies: its watchdog puts the rig in its safe "
-            "state when a client stops sending commands mid-episode. Runs until Ctrl-C. The message "
-            "protocol is documented in simreal/rigs/bridge.py."),
+            "state when a client stops sending commands mid-episode. Any client may latch the emergency "
+            "stop; clearing it is the operator's action at the cell: send SIGUSR1 to this process "
+            "(kill -USR1 PID; the PID is printed at start). Clients may clear it only with "
+            "--operator-token-file's separate token (without it, remote clearing is refused). Runs until "
+            "Ctrl-C. The message protocol is documented in simreal/rigs/bridge.py."),
         epilog="examples:\n"
                "  simreal rig serve --sim hand_laggy\n"
                "  simreal rig serve --sim cartpole_heavy_pole --env dm_control/cartpole-balance-v0 --port 6000\n"
                "  simreal rig serve --leap fake --record outputs/logs/leap-dry-run\n"
                "  simreal rig serve --leap /dev/ttyUSB0 --max-delta 0.1 --watchdog 0.3\n"
-               "  simreal rig serve --sim hand_nominal --host 0.0.0.0 --token-file /etc/simreal/token")
+               "  simreal rig serve --sim hand_nominal --host 0.0.0.0 --token-file /etc/simreal/token\n"
+               "  simreal rig serve --leap /dev/ttyUSB0 --operator-token-file ~/.config/simreal/rig_operator_token\n"
+               "  kill -USR1 PID                  # clear an emergency stop of the server with that PID")
     what = serve.add_mutually_exclusive_group(required=True)
     what.add_argument("--sim", metavar="REALITY", help="serve a simulated rig: a shipped reality name or a reality YAML")
     what.add_argument("--leap", metavar="PORT", help="serve the LEAP hand on a serial port, or 'fake' (a simulated motor bus)")
@@ -308,6 +333,10 @@ def register(sub) -> None:
     serve.add_argument("--port", type=int, default=5555, help="TCP port (default 5555; 0 picks a free one)")
     serve.add_argument("--token-file", default=DEFAULT_TOKEN_FILE,
                        help=f"shared token file, created if missing (default {DEFAULT_TOKEN_FILE})")
+    serve.add_argument("--operator-token-file", default=None, metavar="FILE",
+                       help="a second token file (created if missing) whose token lets a client clear an "
+                            "emergency stop (RemoteRig operator_token_file=); default: no remote clearing, "
+                            "only SIGUSR1 to this process")
     serve.add_argument("--watchdog", type=float, default=None, metavar="SECONDS",
                        help="safe state after this long without a command mid-episode "
                             "(default: 1.0 for simulated rigs, 0.5 for the LEAP hand)")

@@ -175,8 +175,11 @@ def test_server_watchdog_and_remote_emergency_stop(tmp_path):
         assert rig.stopped == "remote: red button" and bus.torque is False
         with pytest.raises(EmergencyStopped):
             client.step(np.zeros(16))
-        client.clear_emergency_stop()
+        with pytest.raises(EmergencyStopped, match="local action"):
+            client.clear_emergency_stop()  # no client may clear it by default
+        server.clear_estop()  # the operator at the rig
         assert rig.stopped is None
+        client.clear_emergency_stop()  # the client's own latch, now that the rig is clear
         client.reset(seed=2)
         assert bus.torque is True
         client.close()

@@ -1,6 +1,11 @@
 """The bridge server against hostile messages: it checks size and token first, answers, never exits."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import tracemalloc
 
 import numpy as np
@@ -8,11 +13,12 @@ import pytest
 import zmq
 
 from simreal.rigs import bridge
-from simreal.rigs.base import SafetyConfig
+from simreal.rigs.base import EmergencyStopped, SafetyConfig
 from simreal.rigs.bridge import (
     MAX_ARRAY_BYTES,
     PROTOCOL,
     RemoteRig,
+    RigAuthError,
     RigServer,
     decode,
     encode,
@@ -20,6 +26,7 @@ from simreal.rigs.bridge import (
 from simreal.rigs.leap import FakeMotorBus, LeapHandRig
 
 TOKEN = "bridge-test-token-0123456789"
+OPERATOR = "operator-token-9876543210-abc"
 
 
 @pytest.fixture
@@ -271,3 +278,98 @@ def test_a_served_simulated_rig_after_a_bad_seed_through_the_client(served_sim, 
     client.reset(seed=3)
     for _ in range(3):
         client.step(np.zeros(1))
+
+
+# ----------------------------------------------------------------------------- clearing an emergency stop
+def test_clear_estop_is_refused_remotely_by_default_and_cleared_locally(served, connect):
+    server, rig, bus = served
+    client = connect(server.address, TOKEN, timeout=1.0)
+    assert client.ping()["remote_clear"] is False
+    client.reset(seed=0)
+    client.emergency_stop("red button")
+    assert rig.stopped == "remote: red button" and bus.torque is False
+    with pytest.raises(EmergencyStopped, match="local action at the rig"):
+        client.clear_emergency_stop()  # no operator token: the client only checks with the server
+    for args in ({}, {"operator_token": TOKEN}, {"operator_token": OPERATOR}):
+        _assert_error(_send(server.address, encode(_header("clear_estop", args=args))), "unauthorized")
+    assert rig.stopped == "remote: red button" and client.stopped  # still latched, on both sides
+    with pytest.raises(EmergencyStopped):
+        client.reset(seed=1)
+    assert server.clear_estop() is True  # the operator, in the server's process
+    assert rig.stopped is None and server.clear_estop() is False
+    with pytest.raises(EmergencyStopped):
+        client.reset(seed=1)  # the client's own latch is still set
+    client.clear_emergency_stop()  # and clears now that the server rig is clear
+    client.reset(seed=1)
+    client.step(np.zeros(16))
+
+
+def test_clear_estop_with_an_operator_token(connect):
+    rig = LeapHandRig(FakeMotorBus(), safety=SafetyConfig(max_delta=0.1, watchdog_timeout=None))
+    with pytest.raises(Exception, match="must differ"):
+        RigServer(rig, TOKEN, port=0, operator_token=TOKEN)
+    with RigServer(rig, TOKEN, port=0, operator_token=OPERATOR).start() as server:
+        plain = connect(server.address, TOKEN, timeout=1.0)
+        wrong = connect(server.address, TOKEN, timeout=1.0, operator_token="not-the-operator-token-xx")
+        operator = connect(server.address, TOKEN, timeout=1.0, operator_token=OPERATOR)
+        assert plain.ping()["remote_clear"] is True
+        plain.reset(seed=0)
+        plain.emergency_stop("red button")
+        with pytest.raises(EmergencyStopped, match="local action at the rig"):
+            plain.clear_emergency_stop()  # sends nothing: it has no operator token
+        with pytest.raises(RigAuthError, match="needs the operator token"):
+            wrong.clear_emergency_stop()
+        _assert_error(_send(server.address, encode(_header("clear_estop"))), "unauthorized")
+        assert rig.stopped and plain.stopped
+        operator.clear_emergency_stop()
+        assert rig.stopped is None
+        operator.reset(seed=1)
+        operator.step(np.zeros(16))
+        operator.end_episode()
+    rig.close()
+
+
+def test_rig_serve_clears_an_emergency_stop_on_sigusr1(tmp_path, connect):
+    if not hasattr(signal, "SIGUSR1"):
+        pytest.skip("no SIGUSR1 here")
+    token_file = tmp_path / "token"
+    proc = subprocess.Popen([sys.executable, "-m", "simreal.cli", "rig", "serve", "--leap", "fake", "--port", "0",
+                             "--token-file", str(token_file), "--watchdog", "5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        line = proc.stdout.readline()
+        assert "serving leap_hand" in line, line + proc.stderr.read()
+        port = int(line.split(" at tcp://127.0.0.1:")[1].split(";")[0])
+        client = connect(f"tcp://127.0.0.1:{port}", token_file=token_file, timeout=1.0)
+        client.reset(seed=0)
+        client.emergency_stop("red button")
+        with pytest.raises(EmergencyStopped, match="local action"):
+            client.clear_emergency_stop()
+        assert client.ping()["stopped"]
+        proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 3.0
+        while client.ping()["stopped"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert client.ping()["stopped"] is None
+        client.clear_emergency_stop()
+        client.reset(seed=1)
+        client.step(np.zeros(16))
+        client.end_episode()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)  # (not communicate: it would skip what readline has buffered)
+        out, err = proc.stdout.read(), proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert f"clear it here with kill -USR1 {proc.pid} (remote clearing is off" in out
+    assert "stopped: requests" in out and "cleared by the local operator" in err
+
+
+def test_rig_serve_refuses_the_shared_token_as_operator_token(tmp_path, capsys):
+    from simreal import cli
+
+    same = str(tmp_path / "token")
+    assert cli.main(["rig", "serve", "--leap", "fake", "--port", "0", "--token-file", same,
+                     "--operator-token-file", same]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "must not be the --token-file" in err[0]

@@ -50,8 +50,8 @@ def test_user_errors_are_one_line(argv, message, capsys):
 
 
 def test_help_explains_every_flag(capsys):
-    for sub, flags in (("serve", ["--sim", "--leap", "--host", "--port", "--token-file", "--watchdog", "--max-delta",
-                                  "--record", "--append", "--seed"]),
+    for sub, flags in (("serve", ["--sim", "--leap", "--host", "--port", "--token-file", "--operator-token-file",
+                                  "--watchdog", "--max-delta", "--record", "--append", "--seed", "SIGUSR1"]),
                        ("record", ["--policy", "--episodes", "--out", "--append", "--seed", "--max-steps", "--env",
                                    "--stochastic", "--tag", "--token-file", "--device"]),
                        ("info", ["--env", "--token-file", "--json"])):
