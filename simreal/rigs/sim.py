@@ -151,7 +151,8 @@ class SimulatedRig(Rig):
         env_kwargs: env constructor arguments, over the reality's ``env_kwargs``
             (HandCubeConfig fields for the hand: ``goal``, ``control``, ...).
         action_repeat, pixels, pixels_only: as in the training env
-            (`simreal.training.envs.make_training_env`); not for the hand.
+            (`simreal.training.envs.make_training_env`); the hand takes pixels (its tiled
+            camera image) but no action repeat.
         seed: episode ``k`` (counting resets) without an explicit seed uses ``seed + k``.
         safety: SafetyConfig fields over the reality's ``rig.safety`` defaults.
         cameras: (height, width) to record camera images with each observation
@@ -198,7 +199,7 @@ class SimulatedRig(Rig):
         spec = self.reality.spec if self.reality is not None and self.reality.spec.enabled() else None
         self.is_hand = env_id == HAND_CUBE_ID
         if self.is_hand:
-            self._make_hand(spec)
+            self._make_hand(spec, pixels_only)
         else:
             self._make_gym(env_id, spec, pixels_only)
         base_safety = self.reality.safety if self.reality is not None else SafetyConfig()
@@ -209,12 +210,14 @@ class SimulatedRig(Rig):
                          safety=base_safety.merged(safety), env_id=env_id)
 
     # ------------------------------------------------------------------ construction
-    def _make_hand(self, spec) -> None:
+    def _make_hand(self, spec, pixels_only: bool) -> None:
         from simreal.envs.hand_cube import HandCubeEnv
 
-        if self.action_repeat != 1 or self.pixels is not None:
-            raise RigError(f"SimulatedRig: action_repeat and pixels are not options of {HAND_CUBE_ID}")
+        if self.action_repeat != 1:
+            raise RigError(f"SimulatedRig: action_repeat is not an option of {HAND_CUBE_ID}")
         kwargs = dict(self.env_kwargs)
+        if self.pixels is not None:  # the tiled camera image of world-model agents trained from pixels
+            kwargs.update(pixels=self.pixels, pixels_only=pixels_only)
         if self.cameras is not None:
             kwargs["render_size"] = self.cameras
         try:

@@ -265,3 +265,14 @@ def test_discrete_hand_refuses_a_rate_limit_below_the_bin_spacing():
     with pytest.raises(ValueError, match=r"max_delta 0.02 is below the bin spacing .* at least 0.2094"):
         SimulatedRig("hand_nominal", env_kwargs={"action": "discrete"}, safety=SafetyConfig(max_delta=0.02))
     SimulatedRig("hand_nominal", env_kwargs={"action": "continuous"}, safety=SafetyConfig(max_delta=0.02)).close()
+
+
+def test_a_hand_rig_serves_the_tiled_camera_image_of_pixel_agents():
+    from simreal.rigs import open_rig
+
+    rig = open_rig("sim:hand_laggy", pixels=(16, 16), pixels_only=True, env_kwargs={"settle_time": 0.0})
+    obs, _ = rig.reset(seed=0)
+    assert obs["image"].shape == (16, 16, 3) and "object_pos" not in obs
+    obs, *_ = rig.step(np.zeros(20, np.float32))
+    assert rig.observation_space.contains(obs)
+    rig.close()
