@@ -183,7 +183,7 @@ class PoseTrainer:
                               f"got {self.shift!r}")
         self.step = 0
         if run.resume and run.latest_checkpoint() is not None:
-            self._restore(run.load_checkpoint())
+            self._restore(run.load_latest_good_checkpoint()[0])
         self.logger = Logger(run.path, resume_step=self.step if run.resume else None,
                              tensorboard=bool(cfg["run"]["tensorboard"]))
 

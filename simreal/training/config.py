@@ -31,6 +31,16 @@ class ConfigError(ValueError):
     """A bad config file, preset name or override: one line naming the key."""
 
 
+def yaml_problem(path: str | pathlib.Path, exc: yaml.YAMLError) -> str:
+    """``PATH:LINE:COLUMN: not valid YAML (problem)``: a YAML error in one line."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    text = f"{context}: {problem}" if context else problem
+    return f"{path}{where}: not valid YAML ({' '.join(str(text).split())})"
+
+
 def _type_name(value: Any) -> str:
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
             list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
@@ -103,7 +113,7 @@ def load_config_file(path: str | pathlib.Path) -> tuple[dict, dict]:
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
+        raise ConfigError(yaml_problem(path, exc)) from None
     if not isinstance(data, dict) or not isinstance(data.get("defaults"), dict):
         raise ConfigError(f"{path}: expected a mapping with a 'defaults' mapping at the top")
     unknown = set(data) - {"defaults", "presets"}

@@ -17,6 +17,7 @@ killed run never leaves a half-written checkpoint. They load with
 
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
 import random
@@ -27,9 +28,10 @@ import numpy as np
 import torch
 import yaml
 
-from simreal.training.config import ConfigError, dump_config
+from simreal.training.config import ConfigError, dump_config, yaml_problem
 
 _CKPT = re.compile(r"^step_(\d+)\.pt$")
+log = logging.getLogger(__name__)
 
 
 class RunDirError(ValueError):
@@ -46,13 +48,22 @@ class RunDir:
     def __init__(self, path: str | os.PathLike, resume: bool = False):
         self.path = pathlib.Path(path)
         self.resume = resume
-        if resume:
-            if not self.config_path.exists():
-                raise RunDirError(f"{self.path}: nothing to resume (no config.yaml); start the run without --resume")
-        elif self.latest_checkpoint() is not None:
-            raise RunDirError(f"{self.path}: already holds checkpoints; pass --resume to continue it "
-                              "or choose another --run-dir")
+        self.check(self.path, resume)
         self.path.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def check(cls, path: str | os.PathLike, resume: bool = False) -> None:
+        """What ``RunDir(path, resume)`` would refuse, checked without writing anything."""
+        path = pathlib.Path(path)
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"{path}: exists and is not a folder; --run-dir names the run's folder "
+                              "(choose another path)")
+        if resume:
+            if not (path / "config.yaml").exists():
+                raise RunDirError(f"{path}: nothing to resume (no config.yaml); start the run without --resume")
+        elif _checkpoint_files(path / "checkpoints"):
+            raise RunDirError(f"{path}: already holds checkpoints; pass --resume to continue it "
+                              "or choose another --run-dir")
 
     # ----------------------------------------------------------------- paths
     @property
@@ -74,19 +85,20 @@ class RunDir:
     def load_config(self) -> dict:
         try:
             cfg = yaml.safe_load(self.config_path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{self.config_path}: cannot read the saved config ({exc})") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{yaml_problem(self.config_path, exc)}; the run's saved config is damaged") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise ConfigError(f"{self.config_path}: cannot read the saved config ({reason})") from None
         if not isinstance(cfg, dict):
-            raise ConfigError(f"{self.config_path}: expected a mapping")
+            raise ConfigError(f"{self.config_path}: expected a mapping of config sections, "
+                              f"got {type(cfg).__name__}; the run's saved config is damaged")
         return cfg
 
     # ----------------------------------------------------------- checkpoints
     def checkpoints(self) -> list[pathlib.Path]:
         """Checkpoint files, oldest first."""
-        if not self.checkpoint_dir.is_dir():
-            return []
-        found = [(int(m.group(1)), p) for p in self.checkpoint_dir.iterdir() if (m := _CKPT.match(p.name))]
-        return [p for _, p in sorted(found)]
+        return _checkpoint_files(self.checkpoint_dir)
 
     def latest_checkpoint(self) -> pathlib.Path | None:
         found = self.checkpoints()
@@ -112,6 +124,41 @@ class RunDir:
         if path is None:
             raise RunDirError(f"{self.path}: no checkpoint to resume from")
         return load_weights_only(path)
+
+    def load_latest_good_checkpoint(self) -> tuple[dict, pathlib.Path]:
+        """The newest checkpoint that loads, and its path: what a resumed run continues from.
+
+        A newer one that does not load (truncated or damaged, e.g. by a full disk or a copy cut
+        short) is renamed to ``step_N.pt.damaged`` (kept for inspection, no longer "the latest") and
+        a one-line warning names it and the checkpoint used instead. None loading is a `RunDirError`
+        naming the newest one's problem.
+        """
+        found = self.checkpoints()
+        if not found:
+            raise RunDirError(f"{self.path}: no checkpoint to resume from")
+        problems: list[tuple[pathlib.Path, str]] = []
+        for path in reversed(found):
+            try:
+                state = load_weights_only(path)
+            except RunDirError as exc:
+                problems.append((path, str(exc)))
+                continue
+            for bad, reason in problems:
+                kept = bad.with_name(bad.name + ".damaged")
+                os.replace(bad, kept)
+                log.warning("%s; resuming from the older %s instead (the damaged file is kept as %s)",
+                            reason, path.name, kept.name)
+            return state, path
+        reason = problems[0][1]
+        older = f" (nor do the {len(problems) - 1} older ones)" if len(problems) > 1 else ""
+        raise RunDirError(f"{reason}{older}; no checkpoint of {self.path} loads, so the run cannot resume")
+
+
+def _checkpoint_files(folder: pathlib.Path) -> list[pathlib.Path]:
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT.match(p.name))]
+    return [p for _, p in sorted(found)]
 
 
 def load_weights_only(path: str | os.PathLike) -> dict:

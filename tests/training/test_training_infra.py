@@ -204,3 +204,47 @@ def test_prepare_run_applies_flags_saves_config_and_resumes(tmp_path):
     assert resumed["run"]["steps"] == 2000 and resumed["algo"]["lr"] == 0.5
     with pytest.raises(ConfigError, match="drop --seed, --set"):
         prepare_run(_train_args(tmp_path / "r", "--resume", "--seed", "1", "--set", "algo.lr=1"), path)
+
+
+def test_run_dir_naming_a_file_is_a_one_line_error(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a run")
+    for resume in (False, True):
+        with pytest.raises(RunDirError, match="exists and is not a folder") as err:
+            RunDir(path, resume=resume)
+        assert "\n" not in str(err.value)
+    assert path.read_text() == "not a run"
+
+
+def test_a_corrupt_saved_config_names_the_file_line_and_column(tmp_path):
+    run = RunDir(tmp_path / "r")
+    run.save_config({"env": {"id": "Hopper-v5"}, "run": {"steps": 1}})
+    with open(run.config_path, "a") as f:
+        f.write("ppo: {lr: [1,\n")
+    with pytest.raises(ConfigError) as err:
+        RunDir(tmp_path / "r", resume=True).load_config()
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{run.config_path}:6:1: not valid YAML (")
+    assert "damaged" in message
+
+
+def test_resume_falls_back_to_the_newest_checkpoint_that_loads(tmp_path, caplog):
+    run = RunDir(tmp_path / "r")
+    run.save_config({"run": {"steps": 30}})
+    for step in (10, 20, 30):
+        run.save_checkpoint({"step": step, "w": torch.ones(2) * step}, step)
+    newest = run.latest_checkpoint()
+    newest.write_bytes(newest.read_bytes()[:200])  # cut short (a full disk, a copy interrupted)
+    with caplog.at_level("WARNING", logger="simreal.training.run"):
+        state, path = RunDir(tmp_path / "r", resume=True).load_latest_good_checkpoint()
+    assert state["step"] == 20 and path.name == "step_000000000020.pt"
+    [record] = caplog.records
+    assert "\n" not in record.getMessage() and "step_000000000030.pt" in record.getMessage()
+    assert "resuming from the older step_000000000020.pt" in record.getMessage()
+    # the damaged file is kept aside, so the good one is the latest for everything that asks
+    assert run.latest_checkpoint() == path and (run.checkpoint_dir / "step_000000000030.pt.damaged").exists()
+    for p in run.checkpoints():
+        p.write_bytes(b"garbage")
+    with pytest.raises(RunDirError, match="no checkpoint of .* loads"):
+        run.load_latest_good_checkpoint()
+

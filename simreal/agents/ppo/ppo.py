@@ -269,7 +269,7 @@ class PPOTrainer:
         self._rand_values: dict[str, list[float]] = {}
         self.history: list[dict[str, float]] = []  # every update's logged scalars
         if run is not None and run.resume:
-            self.load_state_dict(run.load_checkpoint())
+            self.load_state_dict(run.load_latest_good_checkpoint()[0])
         elif run is not None:
             run.save_config(self.config)
 

@@ -158,7 +158,7 @@ class Trainer:
         self._eval_env = None
         resumed = False
         if run_dir.resume and run_dir.latest_checkpoint() is not None:
-            self._restore(run_dir.load_checkpoint(), str(run_dir.latest_checkpoint()))
+            self._restore(*run_dir.load_latest_good_checkpoint())
             resumed = True
         self.logger = Logger(run_dir.path, resume_step=self.counters.frames if resumed else None)
         self._seconds_base = self.counters.seconds

@@ -127,7 +127,7 @@ class Trainer:
         self._optimizer: tuple[str, torch.optim.Optimizer] | None = None
         self._saved_optimizer: dict = {}
         if run_dir.resume and run_dir.latest_checkpoint() is not None:
-            self._restore(run_dir.load_checkpoint(), str(run_dir.latest_checkpoint()))
+            self._restore(*run_dir.load_latest_good_checkpoint())
         else:   # a fresh run: files of a run killed before its first checkpoint are stale
             for stale in ("rollouts", *STAGES):
                 shutil.rmtree(run_dir.path / stale, ignore_errors=True)
