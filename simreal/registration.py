@@ -12,6 +12,26 @@ if HAND_CUBE_ID not in gym.registry:
     gym.register(HAND_CUBE_ID, entry_point="simreal.envs.hand_cube:HandCubeEnv")
 
 
+def check_config_env_id(env_id: Any, where: str, hint: str = "pass it on the command line with --env") -> str:
+    """``env_id`` as read from a file (a run's config.yaml, a config preset), refused when it would import code.
+
+    Gymnasium's ``module:name`` form imports ``module`` before looking ``name`` up, so a config file
+    naming ``os:x`` or ``mypkg.evil:Env-v0`` would run any installed module. From a file only plain
+    ids are taken (registered ones, or ones gymnasium refuses as unknown without importing
+    anything); an entry point must come from the command line. A one-line `ConfigError` otherwise.
+    """
+    from simreal.training.config import ConfigError
+
+    if not isinstance(env_id, str) or not env_id.strip():
+        raise ConfigError(f"{where}: expected an env id (a string), got {env_id!r}")
+    if ":" in env_id and env_id not in gym.registry:
+        module = env_id.split(":", 1)[0]
+        raise ConfigError(f"{where}: {env_id!r} is a module:name entry point, which would import module "
+                          f"{module!r}; a config may only name registered gymnasium ids, entry points are taken "
+                          f"from the command line only ({hint})")
+    return env_id
+
+
 def make(env_id: str = HAND_CUBE_ID, **kwargs: Any) -> gym.Env:
     """Make one environment (`gymnasium.make`, with simreal's envs registered)."""
     return gym.make(env_id, **kwargs)

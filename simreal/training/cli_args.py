@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+from typing import Any, Callable, Mapping
 
 from simreal.training.config import ConfigError, merge, resolve_config
 
@@ -44,28 +45,49 @@ def shorthand_overrides(args: argparse.Namespace) -> dict:
     return out
 
 
-def prepare_run(args: argparse.Namespace, config_path: str | pathlib.Path) -> tuple["RunDir", dict]:
+def prepare_run(args: argparse.Namespace, config_path: str | pathlib.Path,
+                validate: Callable[[Mapping[str, Any]], Any] | None = None) -> tuple["RunDir", dict]:
     """The run directory and the resolved config (saved there), new or resumed.
 
     On ``--resume`` the saved config is used as is; only ``--steps`` may
-    change it (to train longer). Presets, overrides or other flags are an error.
+    change it (to train longer). Presets, overrides or other flags are an error
+    (``--env`` repeating the saved env id is allowed: it confirms an entry point).
+    ``validate(cfg)`` (the agent's config check, raising a one-line `ConfigError`)
+    runs on the resolved config before anything is written: a bad value leaves no
+    run folder and no config.yaml behind. An env id of the ``module:name`` form
+    (which imports ``module``) is only taken from ``--env``, never from a config
+    file, a preset or ``--set``.
     """
+    from simreal.registration import check_config_env_id
     from simreal.training.run import RunDir  # torch: imported when a run starts, not for --help
 
-    run = RunDir(args.run_dir, resume=args.resume)
     if args.resume:
+        run = RunDir(args.run_dir, resume=True)  # an existing run: opening it writes nothing
         cfg = run.load_config()
-        changed = [f"--{k}" for k in ("env", "randomization", "seed", "device") if getattr(args, k) is not None]
+        saved_env = cfg["env"].get("id") if isinstance(cfg.get("env"), dict) else None
+        changed = [f"--{k}" for k in ("randomization", "seed", "device") if getattr(args, k) is not None]
+        changed += ["--env"] * (args.env is not None and args.env != saved_env)
         changed += ["--preset"] * bool(args.preset) + ["--set"] * bool(args.overrides)
         if changed:
             raise ConfigError(f"--resume uses the saved {run.config_path}; drop {', '.join(sorted(set(changed)))} "
                               "(only --steps may change)")
+        if args.env is None:
+            check_config_env_id(saved_env, f"{run.config_path}: env.id",
+                                hint=f"to resume it anyway, confirm it with --env {saved_env}")
         if args.steps is not None:
             cfg = merge(cfg, {"run": {"steps": args.steps}}, "--steps")
     else:
+        RunDir.check(args.run_dir)
         cfg = resolve_config(config_path, args.preset, args.overrides)
         cfg = merge(cfg, shorthand_overrides(args), "command-line flags")
+        if args.env is None:
+            check_config_env_id(cfg.get("env", {}).get("id"), "env.id (from the config file, a preset or --set)",
+                                hint="pass it with --env")
     if int(cfg["run"]["steps"]) < 1:
         raise ConfigError(f"run.steps must be >= 1, got {cfg['run']['steps']}")
+    if validate is not None:
+        validate(cfg)
+    if not args.resume:
+        run = RunDir(args.run_dir)
     run.save_config(cfg)
     return run, cfg

@@ -248,3 +248,32 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_loads(tmp_path, caplog)
     with pytest.raises(RunDirError, match="no checkpoint of .* loads"):
         run.load_latest_good_checkpoint()
 
+
+def test_prepare_run_validates_before_writing_and_takes_entry_points_from_the_command_line_only(tmp_path):
+    import sys
+
+    from simreal.training.cli_args import prepare_run
+
+    path = tmp_path / "c.yaml"
+    path.write_text(RUN_CONFIG)
+
+    def positive_lr(cfg):
+        if cfg["algo"]["lr"] <= 0:
+            raise ConfigError(f"algo.lr: expected a positive number, got {cfg['algo']['lr']}")
+
+    with pytest.raises(ConfigError, match="algo.lr: expected a positive number, got -1"):
+        prepare_run(_train_args(tmp_path / "bad", "--set", "algo.lr=-1"), path, validate=positive_lr)
+    assert not (tmp_path / "bad").exists()  # nothing written: no folder, no config.yaml
+    with pytest.raises(ConfigError, match=r"'this:Foo-v0' is a module:name entry point.*pass it with --env"):
+        prepare_run(_train_args(tmp_path / "ep", "--set", "env.id=this:Foo-v0"), path)
+    assert not (tmp_path / "ep").exists() and "this" not in sys.modules
+    run, cfg = prepare_run(_train_args(tmp_path / "ep", "--env", "this:Foo-v0"), path)  # typed: taken
+    assert cfg["env"]["id"] == "this:Foo-v0"
+    with pytest.raises(ConfigError, match=r"config.yaml: env.id: 'this:Foo-v0' is a module:name entry point.*"
+                                          r"confirm it with --env this:Foo-v0"):
+        prepare_run(_train_args(tmp_path / "ep", "--resume"), path)
+    assert "this" not in sys.modules  # refused before anything imported it
+    _, resumed = prepare_run(_train_args(tmp_path / "ep", "--resume", "--env", "this:Foo-v0"), path)
+    assert resumed == cfg
+    with pytest.raises(ConfigError, match="drop --env"):
+        prepare_run(_train_args(tmp_path / "ep", "--resume", "--env", "Hopper-v5"), path)

@@ -41,10 +41,10 @@ examples:
 
 def cmd_train_ppo(args: argparse.Namespace) -> int:
     from simreal.agents.ppo import CONFIG_PATH
-    from simreal.agents.ppo.ppo import PPOTrainer
+    from simreal.agents.ppo.ppo import PPOTrainer, TrainConfig
     from simreal.training.cli_args import prepare_run
 
-    run, cfg = prepare_run(args, CONFIG_PATH)
+    run, cfg = prepare_run(args, CONFIG_PATH, validate=TrainConfig.from_dict)
     trainer = PPOTrainer(cfg, run, progress=not args.quiet)
     start = trainer.env_steps
     if start >= trainer.total_updates * trainer.steps_per_update:

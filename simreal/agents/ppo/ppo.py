@@ -152,20 +152,37 @@ class TrainConfig:
         return out
 
     def check(self) -> None:
+        """Every value in its range (one-line `ConfigError` naming the key); ``simreal train ppo`` runs
+        this on the resolved config before it writes anything."""
         p, e, r = self.ppo, self.env, self.run
-        for where, value, low in (("env.n_envs", e.n_envs, 1), ("ppo.n_steps", p.n_steps, 1),
+        for where, value, low in (("env.n_envs", e.n_envs, 1), ("env.action_repeat", e.action_repeat, 1),
+                                  ("ppo.n_steps", p.n_steps, 1),
                                   ("ppo.epochs", p.epochs, 1), ("ppo.minibatches", p.minibatches, 1),
                                   ("run.checkpoint_every", r.checkpoint_every, 1), ("run.steps", r.steps, 1),
+                                  ("run.keep_checkpoints", r.keep_checkpoints, 0),
+                                  ("run.torch_threads", r.torch_threads, 0), ("eval.every", self.eval.every, 0),
                                   ("eval.episodes", self.eval.episodes, 1), ("eval.max_steps", self.eval.max_steps, 1)):
             if value < low:
                 raise ConfigError(f"{where}: expected an integer >= {low}, got {value}")
+        if e.nthread is not None and e.nthread < 1:
+            raise ConfigError(f"env.nthread: expected null (all cores) or an integer >= 1, got {e.nthread}")
         if p.minibatches > e.n_envs:
             raise ConfigError(f"ppo.minibatches: minibatches are cut by env, so at most env.n_envs={e.n_envs}; "
                               f"got {p.minibatches}")
         if p.lr_schedule not in ("linear", "constant"):
             raise ConfigError(f"ppo.lr_schedule: expected linear or constant, got {p.lr_schedule!r}")
-        if not 0.0 <= p.gamma <= 1.0 or not 0.0 <= p.gae_lambda <= 1.0:
-            raise ConfigError("ppo.gamma and ppo.gae_lambda must be in [0, 1]")
+        for where, value, ok, expected in (
+                ("ppo.lr", p.lr, p.lr > 0, "a positive number"),
+                ("ppo.gamma", p.gamma, 0 < p.gamma <= 1, "a number in (0, 1]"),
+                ("ppo.gae_lambda", p.gae_lambda, 0 < p.gae_lambda <= 1, "a number in (0, 1]"),
+                ("ppo.clip", p.clip, p.clip > 0, "a positive number"),
+                ("ppo.max_grad_norm", p.max_grad_norm, p.max_grad_norm > 0, "a positive number"),
+                ("ppo.obs_clip", p.obs_clip, p.obs_clip > 0, "a positive number"),
+                ("ppo.vf_coef", p.vf_coef, p.vf_coef >= 0, "a number >= 0"),
+                ("ppo.ent_coef", p.ent_coef, p.ent_coef >= 0, "a number >= 0"),
+                ("ppo.target_kl", p.target_kl, p.target_kl is None or p.target_kl > 0, "null or a positive number")):
+            if not ok or (value is not None and not math.isfinite(value)):
+                raise ConfigError(f"{where}: expected {expected}, got {value}")
 
 
 # --------------------------------------------------------------------------- helpers

@@ -106,7 +106,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     agent = args.agent
     if not args.resume:
         args.preset = with_agent_preset(agent, args.preset, args.overrides)
-    run, cfg = prepare_run(args, CONFIG_PATH)
+    from simreal.agents.world_models.config import validate_config
+
+    run, cfg = prepare_run(args, CONFIG_PATH, validate=validate_config)
     if agent_name(cfg) != agent:
         raise CliError(f"{run.config_path} is a {agent_name(cfg)!r} run; resume it with "
                        f"`simreal train {agent_name(cfg)}`")

@@ -189,6 +189,7 @@ class ContrastiveConfig:
                   (self.proj >= 1, "proj", ">= 1", self.proj),
                   (self.overshoot >= 0, "overshoot", ">= 0", self.overshoot),
                   (self.crop_pad >= 0, "crop_pad", ">= 0", self.crop_pad)]
+        checks += opt_checks(self.decoder_opt, "decoder_opt")
         raise_first(checks, "contrastive")
 
 
@@ -270,7 +271,7 @@ class DreamerConfig:
             (self.behavior.actor.dist in ("bounded_normal", "trunc_normal", "tanh_normal", "onehot"),
              "behavior.actor.dist", "bounded_normal, trunc_normal, tanh_normal or onehot", self.behavior.actor.dist),
             (self.behavior.horizon >= 1, "behavior.horizon", ">= 1", self.behavior.horizon),
-            (0.0 <= self.behavior.lam <= 1.0, "behavior.lam", "in [0, 1]", self.behavior.lam),
+            (0.0 < self.behavior.lam <= 1.0, "behavior.lam", "in (0, 1]", self.behavior.lam),
             (0.0 < self.behavior.gamma <= 1.0, "behavior.gamma", "in (0, 1]", self.behavior.gamma),
             (self.batch.size >= 1 and self.batch.length >= 2, "batch", "size >= 1 and length >= 2",
              f"{self.batch.size}x{self.batch.length}"),
@@ -282,6 +283,47 @@ class DreamerConfig:
              "behavior.actor.reinforce_mix", "null or in [0, 1]", self.behavior.actor.reinforce_mix),
         ]
         raise_first(checks)
-        for key in ("log_every", "eval_every", "checkpoint_every", "video_every"):
+        for key in ("steps", "log_every", "eval_every", "checkpoint_every", "video_every"):
             if getattr(self.run, key) < 1:
                 raise ConfigError(f"run.{key}: expected >= 1 env steps, got {getattr(self.run, key)}")
+        m, b = self.model, self.behavior
+        sizes = {"model.units": m.units, "model.layers": m.layers, "model.cnn_depth": m.cnn_depth,
+                 "model.rssm.deter": m.rssm.deter, "model.rssm.stoch": m.rssm.stoch,
+                 "model.rssm.classes": m.rssm.classes, "model.rssm.hidden": m.rssm.hidden,
+                 "behavior.units": b.units, "behavior.layers": b.layers, "behavior.critic.slow_every": b.critic.slow_every}
+        counts = {"run.eval_episodes": self.run.eval_episodes, "run.keep_checkpoints": self.run.keep_checkpoints,
+                  "run.threads": self.run.threads, "run.pretrain_updates": self.run.pretrain_updates}
+        checks = [(v >= 1, k, ">= 1", v) for k, v in sizes.items()] + [(v >= 0, k, ">= 0", v) for k, v in counts.items()]
+        for where, opt in (("model.opt", m.opt), ("behavior.actor.opt", b.actor.opt),
+                           ("behavior.critic.opt", b.critic.opt)):
+            checks += opt_checks(opt, where)
+        checks += [(b.actor.min_std > 0, "behavior.actor.min_std", "> 0", b.actor.min_std),
+                   (b.actor.max_std >= b.actor.min_std, "behavior.actor.max_std",
+                    f">= behavior.actor.min_std ({b.actor.min_std})", b.actor.max_std),
+                   (0.0 < b.critic.slow_fraction <= 1.0, "behavior.critic.slow_fraction", "in (0, 1]",
+                    b.critic.slow_fraction)]
+        raise_first(checks)
+
+
+def opt_checks(opt: OptConfig, where: str) -> list:
+    """`raise_first` checks of an optimizer section: learning rate and eps positive, decay >= 0
+    (``clip`` <= 0 means no gradient clipping)."""
+    return [(opt.lr > 0, f"{where}.lr", "a positive learning rate (> 0)", opt.lr),
+            (opt.eps > 0, f"{where}.eps", "> 0", opt.eps),
+            (opt.weight_decay >= 0, f"{where}.weight_decay", ">= 0", opt.weight_decay)]
+
+
+def validate_config(cfg: Mapping[str, Any]) -> None:
+    """Check a resolved dreamer / planet / dreaming config, every section the agent reads (one-line
+    `ConfigError` naming the key): what ``simreal train`` runs before it writes anything."""
+    name = agent_name(cfg)
+    DreamerConfig.from_resolved(cfg)
+    if name == "planet":
+        section(PlannerConfig, cfg, "planner")
+    elif name == "dreaming":
+        section(ContrastiveConfig, cfg, "contrastive")
+    env = cfg.get("env") or {}
+    for key in ("n_envs", "action_repeat"):
+        value = env.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"env.{key}: expected an integer >= 1, got {value!r}")

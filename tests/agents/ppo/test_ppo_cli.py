@@ -63,8 +63,9 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     latest = max(int(p.stem.split("_")[1]) for p in (run / "checkpoints").glob("step_*.pt"))
     target = latest + 128
+    # the env is an entry point (module:name): a resume takes it from the command line only, not from config.yaml
     resume = [sys.executable, "-m", "simreal.cli", "train", "ppo", "--run-dir", str(run), "--resume",
-              "--steps", str(target), "--quiet"]
+              "--env", CUE, "--steps", str(target), "--quiet"]
     done = subprocess.run(resume, capture_output=True, text=True,
                           env=dict(os.environ, MUJOCO_GL="egl"), timeout=300)
     assert done.returncode == 0, done.stderr
@@ -87,3 +88,66 @@ def test_bad_input_is_one_line(tmp_path, capsys, argv, message):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.parametrize("override, message", [
+    ("ppo.lr=-1", "ppo.lr: expected a positive number, got -1.0"),
+    ("ppo.gamma=0", "ppo.gamma: expected a number in (0, 1], got 0.0"),
+    ("ppo.gae_lambda=1.5", "ppo.gae_lambda: expected a number in (0, 1], got 1.5"),
+    ("ppo.clip=0", "ppo.clip: expected a positive number, got 0.0"),
+    ("ppo.epochs=0", "ppo.epochs: expected an integer >= 1, got 0"),
+    ("env.n_envs=0", "env.n_envs: expected an integer >= 1, got 0"),
+])
+def test_bad_values_are_refused_before_anything_is_written(tmp_path, capsys, override, message):
+    run = tmp_path / "r"
+    assert cli.main(["train", "ppo", "--preset", "tiny", "--set", override, "--run-dir", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"simreal train: error: {message}"]
+    assert not run.exists()  # no folder, no config.yaml to trip over on the next try
+
+
+def test_run_dir_naming_a_file_is_one_line(tmp_path, capsys):
+    path = tmp_path / "file"
+    path.write_text("x")
+    for extra in ([], ["--resume"]):
+        assert cli.main(["train", "ppo", "--preset", "tiny", "--run-dir", str(path), "--quiet", *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"simreal train: error: {path}: exists and is not a folder; --run-dir names the run's folder "
+                   "(choose another path)"] * 2
+
+
+def test_resume_refuses_what_the_saved_folder_cannot_be_trusted_with(tmp_path, capsys, caplog):
+    """A resume: a truncated newest checkpoint falls back to the older one (one warning); a corrupt
+    config.yaml and an entry point in it are one-line errors that import nothing."""
+    run = tmp_path / "hand"
+    base = ["train", "ppo", "--run-dir", str(run), "--quiet"]
+    assert cli.main(base + ["--preset", "tiny", "--steps", "128", "--set", "run.checkpoint_every=1"]) == 0
+    newest = sorted((run / "checkpoints").glob("step_*.pt"))[-1]
+    assert newest.name == "step_000000000128.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    capsys.readouterr()
+    with caplog.at_level("WARNING"):
+        assert cli.main(base + ["--resume", "--steps", "192"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming at step 64" in out and "done: 192 steps" in out
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "step_000000000128.pt: not a loadable simreal checkpoint" in warning
+    assert "resuming from the older step_000000000064.pt" in warning and "\n" not in warning
+
+    config = run / "config.yaml"
+    saved = config.read_text()
+    config.write_text(saved.replace("simreal/HandCube-v0", "this:Foo-v0"))
+    assert cli.main(base + ["--resume", "--steps", "256"]) == 2
+    captured = capsys.readouterr()
+    assert "Beautiful is better than ugly" not in captured.out  # `import this` never ran
+    assert captured.err.splitlines() == [
+        f"simreal train: error: {config}: env.id: 'this:Foo-v0' is a module:name entry point, which would import "
+        "module 'this'; a config may only name registered gymnasium ids, entry points are taken from the "
+        "command line only (to resume it anyway, confirm it with --env this:Foo-v0)"]
+
+    config.write_text(saved + "ppo: {lr: [\n")
+    assert cli.main(base + ["--resume", "--steps", "256"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"simreal train: error: {config}:")
+    line = len(saved.splitlines()) + 2
+    assert f"config.yaml:{line}:1: not valid YAML (" in err[0]

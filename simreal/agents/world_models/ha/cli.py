@@ -71,6 +71,7 @@ def resume_stages(args: argparse.Namespace) -> list | None:
 
 def cmd_train_worldmodels(args: argparse.Namespace) -> int:
     from simreal.agents.world_models.ha import CONFIG_PATH
+    from simreal.agents.world_models.ha.config import WorldModelsConfig
     from simreal.agents.world_models.ha.trainer import train
     from simreal.training.cli_args import prepare_run
     from simreal.training.config import merge
@@ -78,7 +79,7 @@ def cmd_train_worldmodels(args: argparse.Namespace) -> int:
     stages = resume_stages(args)
     if stages is not None:
         args = argparse.Namespace(**{**vars(args), "preset": [], "overrides": []})
-    run, cfg = prepare_run(args, CONFIG_PATH)
+    run, cfg = prepare_run(args, CONFIG_PATH, validate=WorldModelsConfig.from_resolved)
     if stages is not None:
         cfg = merge(cfg, {"run": {"stages": stages}}, "--resume stage selection")
         run.save_config(cfg)

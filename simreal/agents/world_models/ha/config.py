@@ -119,6 +119,11 @@ class WorldModelsConfig:
             (self.mdn_rnn.seq_len is None or self.mdn_rnn.seq_len >= 1, "mdn_rnn.seq_len", "null or >= 1",
              self.mdn_rnn.seq_len),
             (r.workers >= 0, "run.workers", ">= 0", r.workers),
+            (r.threads >= 0, "run.threads", ">= 0", r.threads),
             (self.vae.kl_tolerance >= 0, "vae.kl_tolerance", ">= 0", self.vae.kl_tolerance),
+            (self.vae.lr > 0, "vae.lr", "a positive learning rate (> 0)", self.vae.lr),
+            (self.mdn_rnn.lr > 0, "mdn_rnn.lr", "a positive learning rate (> 0)", self.mdn_rnn.lr),
+            (self.mdn_rnn.reward_scale >= 0, "mdn_rnn.reward_scale", ">= 0", self.mdn_rnn.reward_scale),
+            (self.mdn_rnn.done_scale >= 0, "mdn_rnn.done_scale", ">= 0", self.mdn_rnn.done_scale),
         ]
         raise_first(checks)
