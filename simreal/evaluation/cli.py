@@ -96,7 +96,10 @@ def register(sub) -> None:
         description=_wrap(
             "Run each agent (a training run directory with config.yaml and policy.pt) for N episodes on "
             "the env it was trained on at nominal physics and on a rig, with the same seeds. Every rig "
-            "episode is recorded (Minari dataset in OUT/logs/AGENT). Writes OUT/report.json, OUT/report.md "
+            "episode is recorded (Minari dataset in OUT/logs/AGENT; OUT/logs/AGENT.partial until every agent "
+            "has run, so a failed evaluation can be run again). The run folders, the rig and whether each "
+            "agent's observation keys and actions fit the rig are checked before the first episode. "
+            "Writes OUT/report.json, OUT/report.md "
             "(agents side by side: return, consecutive successes, drop rate, time to goal, the sim-to-rig "
             "gap) and OUT/transfer.png."),
         epilog="rigs: sim:NAME (a shipped reality: `simreal rig list`), sim:FILE.yaml, tcp://HOST:PORT "

@@ -32,6 +32,7 @@ class AgentRun:
 
     @classmethod
     def load(cls, run_dir: str | pathlib.Path, name: str | None = None) -> "AgentRun":
+        from simreal.registration import check_config_env_id
         from simreal.training.config import ConfigError
         from simreal.training.export import load_export
         from simreal.training.run import RunDir
@@ -39,19 +40,58 @@ class AgentRun:
         run_dir = pathlib.Path(run_dir)
         if not run_dir.is_dir():
             raise ConfigError(f"--agent {run_dir}: no such run directory")
-        cfg = RunDir(run_dir, resume=True).load_config()
         policy = run_dir / "policy.pt"
+        if not (run_dir / "config.yaml").is_file():
+            lacks = "config.yaml" + ("" if policy.is_file() else " and no policy.pt")
+            raise ConfigError(f"--agent {run_dir}: not a training run (no {lacks}); give a run directory that "
+                              "`simreal train` wrote")
+        cfg = RunDir(run_dir, resume=True).load_config()
         if not policy.is_file():
             raise ConfigError(f"--agent {run_dir}: no exported policy.pt (train to the end, or export the run)")
-        env = cfg.get("env") or {}
+        env = cfg.get("env") if isinstance(cfg.get("env"), dict) else {}
         if "id" not in env:
             raise ConfigError(f"{run_dir / 'config.yaml'}: no env.id")
+        check_config_env_id(env["id"], f"{run_dir / 'config.yaml'}: env.id",
+                            hint="evaluate reads the env id from the run, so it runs registered ids only")
         randomization = env.get("randomization")
         randomization = None if randomization in (None, "", "none") else str(randomization)
         return cls(name=name or run_dir.name, run_dir=run_dir, policy_path=policy, env_id=env["id"],
                    env_kwargs=dict(env.get("kwargs") or env.get("env_kwargs") or {}),
                    action_repeat=int(env.get("action_repeat", 1) or 1), randomization=randomization,
                    agent=str(load_export(policy).get("agent")))
+
+
+def _space_text(space) -> str:
+    import gymnasium as gym
+
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return f"MultiDiscrete{list(map(int, space.nvec.ravel()))}"
+    return f"{type(space).__name__}{tuple(space.shape) if space.shape is not None else ''}"
+
+
+def spaces_mismatch(policy, rig_info) -> str | None:
+    """Why ``policy`` cannot run on the rig ``rig_info`` describes (observation keys or shapes the
+    policy reads, the action space), or None when it can."""
+    import gymnasium as gym
+    import numpy as np
+
+    wanted = policy.observation_space.spaces
+    keys = list(getattr(policy, "actor_keys", None) or wanted)
+    given = rig_info.observation_space.spaces
+    missing = [k for k in keys if k not in given]
+    if missing:
+        return (f"the rig's observations have no {', '.join(missing)} (the agent reads {', '.join(keys)}; "
+                f"the rig gives {', '.join(given) or 'nothing'})")
+    for k in keys:
+        if tuple(given[k].shape) != tuple(wanted[k].shape):
+            return f"observation {k!r} is {tuple(given[k].shape)} on the rig, {tuple(wanted[k].shape)} for the agent"
+    mine, theirs = policy.action_space, rig_info.action_space
+    same = type(mine) is type(theirs) and tuple(mine.shape) == tuple(theirs.shape)
+    if same and isinstance(mine, gym.spaces.MultiDiscrete):
+        same = np.array_equal(mine.nvec, theirs.nvec)
+    if not same:
+        return f"its actions are {_space_text(theirs)}, the agent's {_space_text(mine)}"
+    return None
 
 
 def _summaries(results, control_dt: float) -> tuple[Summary, list[dict]]:
@@ -62,9 +102,20 @@ def _summaries(results, control_dt: float) -> tuple[Summary, list[dict]]:
 def evaluate_transfer(agent_dirs: list[str | pathlib.Path], rig_spec: str, episodes: int, out_dir: str | pathlib.Path,
                       seed: int = 1000, max_steps: int | None = None, rig_kwargs: dict[str, Any] | None = None,
                       progress: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Run every agent on nominal sim and on ``rig_spec``; returns the report dict."""
+    """Run every agent on nominal sim and on ``rig_spec``; returns the report dict.
+
+    Everything that can be checked is checked before the first episode: the run directories, the
+    rig (opened once per distinct agent env, then closed), that each policy's observation keys and
+    action space fit the rig's, and that no earlier evaluation's rig logs are in the way. Rig logs
+    are written to ``OUT/logs/<agent>.partial`` and renamed to ``OUT/logs/<agent>`` once every agent
+    has run, so a failed evaluation leaves nothing that blocks running it again.
+    """
+    import json
+    import os
+    import shutil
+
     from simreal.agents import load_policy
-    from simreal.rigs import open_rig, record, run_episodes
+    from simreal.rigs import RigError, open_rig, record, run_episodes
 
     out_dir = pathlib.Path(out_dir)
     runs = [AgentRun.load(d) for d in agent_dirs]
@@ -72,9 +123,31 @@ def evaluate_transfer(agent_dirs: list[str | pathlib.Path], rig_spec: str, episo
     for i, run in enumerate(runs):  # two run dirs with one name: tell them apart
         if names.count(run.name) > 1:
             run.name = f"{run.name}-{i}"
+    logs = out_dir / "logs"
+    for run in runs:
+        final = logs / run.name
+        if final.exists() and (not final.is_dir() or any(final.iterdir())):
+            raise RigError(f"{final}: already holds the rig logs of an earlier evaluation; choose another --out "
+                           "or remove that folder")
+    policies = {run.name: load_policy(run.policy_path) for run in runs}
+    checked: dict[str, Any] = {}
+    for run in runs:
+        key = json.dumps([run.env_id, run.env_kwargs, run.action_repeat], sort_keys=True, default=str)
+        if key not in checked:
+            rig = open_rig(rig_spec, env_id=run.env_id, env_kwargs=run.env_kwargs, action_repeat=run.action_repeat,
+                           seed=seed, **(rig_kwargs or {}))
+            try:
+                checked[key] = rig.info()
+            finally:
+                rig.close()
+        problem = spaces_mismatch(policies[run.name], checked[key])
+        if problem is not None:
+            raise RigError(f"rig {rig_spec!r} does not fit agent {run.name} (trained on {run.env_id}): {problem}")
     report: dict[str, Any] = {"episodes": episodes, "seed": seed, "agents": []}
     for run in runs:
-        policy = load_policy(run.policy_path)
+        policy = policies[run.name]
+        partial = logs / f"{run.name}.partial"
+        shutil.rmtree(partial, ignore_errors=True)  # an earlier evaluation that failed
         common = dict(env_id=run.env_id, env_kwargs=run.env_kwargs, action_repeat=run.action_repeat, seed=seed)
         entry: dict[str, Any] = {"name": run.name, "run_dir": str(run.run_dir), "agent": run.agent,
                                  "env_id": run.env_id, "randomization": run.randomization, "episodes": {}}
@@ -87,7 +160,7 @@ def evaluate_transfer(agent_dirs: list[str | pathlib.Path], rig_spec: str, episo
                     extra = report["rig"].get("extra", {})
                     description = extra.get("description") or (extra.get("reality") or {}).get("description")
                     report["rig"]["description"] = f"{spec}: {description}" if description else spec
-                    writer = record(rig, out_dir / "logs" / run.name)
+                    writer = record(rig, partial)
                     writer.set_tags(agent=run.name, run_dir=str(run.run_dir))
                 log(f"{run.name}: {episodes} episodes on {'nominal simulation' if where == 'sim' else spec}")
                 results = run_episodes(rig, policy, episodes, seed=seed, max_steps=max_steps, progress=progress)
@@ -99,10 +172,15 @@ def evaluate_transfer(agent_dirs: list[str | pathlib.Path], rig_spec: str, episo
             finally:
                 rig.close()
         entry["gap"] = gap(summaries["sim"], summaries["rig"])
-        error = prediction_error(policy, out_dir / "logs" / run.name)
+        error = prediction_error(policy, partial)
         if error is not None:
             entry["prediction_error"] = error
         report["agents"].append(entry)
+    for run in runs:  # every agent ran: the logs take their names
+        final = logs / run.name
+        if final.is_dir():
+            final.rmdir()  # empty (checked above)
+        os.replace(logs / f"{run.name}.partial", final)
     report["rig"]["name"] = report["rig"].get("name") or rig_spec
     return report
 
