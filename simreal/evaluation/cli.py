@@ -23,7 +23,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.token_file:
         rig_kwargs["token_file"] = args.token_file
     report = evaluate_transfer(agents, args.rig, args.episodes, args.out, seed=args.seed, max_steps=args.max_steps,
-                               rig_kwargs=rig_kwargs, progress=not args.quiet)
+                               rig_kwargs=rig_kwargs, progress=not args.quiet, pose_estimator=args.pose_estimator)
     paths = write_report(args.out, report)
     sys.stdout.write(paths["markdown"].read_text())
     print(f"wrote {paths['json']}, {paths['markdown']}, {paths['plot']} and the rig logs in {pathlib.Path(args.out) / 'logs'}")
@@ -107,6 +107,8 @@ def register(sub) -> None:
                "examples:\n"
                "  simreal evaluate --agent runs/ppo_dr,runs/ppo_nodr --rig sim:cartpole_heavy_pole "
                "--episodes 10 --out outputs/transfer\n"
+               "  simreal evaluate --agent runs/hand_dr --rig sim:hand_laggy --pose-estimator runs/pose "
+               "--episodes 10 --out outputs/vision\n"
                "  simreal evaluate --agent runs/ppo_dr --rig tcp://127.0.0.1:5555 --token-file ~/.rig_token "
                "--episodes 5 --out outputs/real")
     ev.add_argument("--agent", action="append", required=True, metavar="RUN_DIR[,RUN_DIR...]",
@@ -116,6 +118,10 @@ def register(sub) -> None:
     ev.add_argument("--out", default="outputs/transfer", help="output folder (default outputs/transfer)")
     ev.add_argument("--seed", type=int, default=1000, help="seed of episode 0; episode i uses seed+i (default 1000)")
     ev.add_argument("--max-steps", type=int, default=None, help="cap on steps per episode (default: the env's own end)")
+    ev.add_argument("--pose-estimator", metavar="DIR",
+                    help="a pose CNN (`simreal pose train` run folder or its pose_estimator.pt): every agent that "
+                         "reads the measured cube pose runs again as AGENT+vision, on the pose the CNN estimates "
+                         "from the rig's camera images; the report shows both rows and the estimate's error")
     ev.add_argument("--token-file", help="file holding the bridge token for tcp:// rigs (else $SIMREAL_RIG_TOKEN)")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=cmd_evaluate)

@@ -45,6 +45,14 @@ def markdown(report: dict) -> str:
                     f"{_fmt(rig.get('successes_median'))} / {_fmt(rig.get('successes_max'), 0)}",
                     _fmt(rig.get("drop_rate"), 2), _fmt(rig.get("time_to_goal_median"), 2)]
         lines.append("| " + " | ".join(row) + " |")
+    vision = [a for a in agents if a.get("pose_error")]
+    if vision:
+        lines += ["", "Pose estimator error while it drove the +vision rows (median position mm / orientation deg "
+                      "against the measured pose):", ""]
+        for a in vision:
+            parts = [f"{where} {e['position_mm_median']:.1f} mm / {e['angle_deg_median']:.1f} deg"
+                     for where, e in a["pose_error"].items() if e]
+            lines.append(f"- {a['name']}: {'; '.join(parts)}")
     wm = [a for a in agents if a.get("prediction_error") is not None]
     if wm:
         lines += ["", "World-model prediction error on the rig's recorded episodes "

@@ -442,15 +442,12 @@ def evaluate_row(study: Study, row: Row, setting: str, out: str | pathlib.Path, 
         if cached.get("key") == key:
             return cached
     policy = load_policy(run.policy_path)
-    env_kwargs = dict(run.env_kwargs)
     vision = None
     if row.vision:
         from simreal.perception.wrapper import VisionPolicy
 
         policy = vision = VisionPolicy(policy, estimator_file(study.pose_estimator))
-        env_kwargs.update(vision.env_kwargs())
-    rig = open_rig(setting, env_id=run.env_id, env_kwargs=env_kwargs, action_repeat=run.action_repeat,
-                   seed=study.eval_seed)
+    rig = open_rig(setting, seed=study.eval_seed, **run.rig_env(**(vision.env_kwargs() if vision else {})))
     try:
         logs = out / "logs" / row.label / f"seed{row.cell.seed}" / path.stem
         if setting != "nominal":

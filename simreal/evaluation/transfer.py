@@ -29,6 +29,14 @@ class AgentRun:
     action_repeat: int
     randomization: str | None
     agent: str
+    pixels: tuple[int, int] | None = None
+    pixels_only: bool = False
+
+    def rig_env(self, **env_kwargs: Any) -> dict[str, Any]:
+        """`simreal.rigs.open_rig` arguments that describe the env this agent was trained on
+        (``env_kwargs`` added to the run's own, e.g. the cameras a vision policy needs)."""
+        return dict(env_id=self.env_id, env_kwargs={**self.env_kwargs, **env_kwargs}, action_repeat=self.action_repeat,
+                    pixels=self.pixels, pixels_only=self.pixels_only)
 
     @classmethod
     def load(cls, run_dir: str | pathlib.Path, name: str | None = None) -> "AgentRun":
@@ -55,10 +63,13 @@ class AgentRun:
                             hint="evaluate reads the env id from the run, so it runs registered ids only")
         randomization = env.get("randomization")
         randomization = None if randomization in (None, "", "none") else str(randomization)
+        pixels = env.get("pixels")
         return cls(name=name or run_dir.name, run_dir=run_dir, policy_path=policy, env_id=env["id"],
                    env_kwargs=dict(env.get("kwargs") or env.get("env_kwargs") or {}),
                    action_repeat=int(env.get("action_repeat", 1) or 1), randomization=randomization,
-                   agent=str(load_export(policy).get("agent")))
+                   agent=str(load_export(policy).get("agent")),
+                   pixels=None if pixels is None else (int(pixels[0]), int(pixels[1])),
+                   pixels_only=bool(env.get("pixels_only", False)))
 
 
 def _space_text(space) -> str:
@@ -94,6 +105,34 @@ def spaces_mismatch(policy, rig_info) -> str | None:
     return None
 
 
+@dataclasses.dataclass
+class _Row:
+    """One line of the report: an agent acting on what the rig measures, or on the CNN's pose."""
+
+    name: str
+    run: AgentRun
+    policy: Any
+    vision: Any = None
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _rows(runs: list[AgentRun], policies: dict[str, Any], pose_estimator) -> list[_Row]:
+    rows = [_Row(run.name, run, policies[run.name]) for run in runs]
+    if pose_estimator is None:
+        return rows
+    from simreal.perception.wrapper import POSE_KEYS, VisionPolicy
+    from simreal.training.config import ConfigError
+
+    readers = [run for run in runs if all(k in policies[run.name].observation_space.spaces for k in POSE_KEYS)]
+    if not readers:
+        raise ConfigError(f"--pose-estimator {pose_estimator}: no agent reads the measured cube pose "
+                          f"({', '.join(POSE_KEYS)}), so none can act on the estimated one")
+    for run in readers:
+        vision = VisionPolicy(policies[run.name], pose_estimator)
+        rows.append(_Row(f"{run.name}+vision", run, vision, vision, vision.env_kwargs()))
+    return rows
+
+
 def _summaries(results, control_dt: float) -> tuple[Summary, list[dict]]:
     episodes = [episode_metrics(r.rewards, r.infos, control_dt) for r in results]
     return summarize(episodes), [dataclasses.asdict(e) for e in episodes]
@@ -101,8 +140,14 @@ def _summaries(results, control_dt: float) -> tuple[Summary, list[dict]]:
 
 def evaluate_transfer(agent_dirs: list[str | pathlib.Path], rig_spec: str, episodes: int, out_dir: str | pathlib.Path,
                       seed: int = 1000, max_steps: int | None = None, rig_kwargs: dict[str, Any] | None = None,
-                      progress: bool = True, log: Callable[[str], None] = print) -> dict:
+                      progress: bool = True, log: Callable[[str], None] = print,
+                      pose_estimator: str | pathlib.Path | None = None) -> dict:
     """Run every agent on nominal sim and on ``rig_spec``; returns the report dict.
+
+    With ``pose_estimator`` (an export of `simreal pose train`), every agent that reads the hand's
+    measured cube pose runs a second time as ``<agent>+vision``: on the pose the CNN estimates from
+    the rig's camera images (`simreal.perception.wrapper.VisionPolicy`), with the estimate's error
+    against the measured pose in the entry's ``pose_error``.
 
     Everything that can be checked is checked before the first episode: the run directories, the
     rig (opened once per distinct agent env, then closed), that each policy's observation keys and
@@ -124,33 +169,35 @@ def evaluate_transfer(agent_dirs: list[str | pathlib.Path], rig_spec: str, episo
         if names.count(run.name) > 1:
             run.name = f"{run.name}-{i}"
     logs = out_dir / "logs"
-    for run in runs:
-        final = logs / run.name
+    names = [r.name for r in runs] + ([f"{r.name}+vision" for r in runs] if pose_estimator is not None else [])
+    for name in names:
+        final = logs / name
         if final.exists() and (not final.is_dir() or any(final.iterdir())):
             raise RigError(f"{final}: already holds the rig logs of an earlier evaluation; choose another --out "
                            "or remove that folder")
-    policies = {run.name: load_policy(run.policy_path) for run in runs}
+    rows = _rows(runs, {run.name: load_policy(run.policy_path) for run in runs}, pose_estimator)
     checked: dict[str, Any] = {}
-    for run in runs:
-        key = json.dumps([run.env_id, run.env_kwargs, run.action_repeat], sort_keys=True, default=str)
+    for row in rows:
+        env = row.run.rig_env(**row.env_kwargs)
+        key = json.dumps(env, sort_keys=True, default=str)
         if key not in checked:
-            rig = open_rig(rig_spec, env_id=run.env_id, env_kwargs=run.env_kwargs, action_repeat=run.action_repeat,
-                           seed=seed, **(rig_kwargs or {}))
+            rig = open_rig(rig_spec, seed=seed, **env, **(rig_kwargs or {}))
             try:
                 checked[key] = rig.info()
             finally:
                 rig.close()
-        problem = spaces_mismatch(policies[run.name], checked[key])
+        problem = spaces_mismatch(row.policy, checked[key])
         if problem is not None:
-            raise RigError(f"rig {rig_spec!r} does not fit agent {run.name} (trained on {run.env_id}): {problem}")
+            raise RigError(f"rig {rig_spec!r} does not fit agent {row.name} (trained on {row.run.env_id}): {problem}")
     report: dict[str, Any] = {"episodes": episodes, "seed": seed, "agents": []}
-    for run in runs:
-        policy = policies[run.name]
-        partial = logs / f"{run.name}.partial"
+    for row in rows:
+        run, policy = row.run, row.policy
+        partial = logs / f"{row.name}.partial"
         shutil.rmtree(partial, ignore_errors=True)  # an earlier evaluation that failed
-        common = dict(env_id=run.env_id, env_kwargs=run.env_kwargs, action_repeat=run.action_repeat, seed=seed)
-        entry: dict[str, Any] = {"name": run.name, "run_dir": str(run.run_dir), "agent": run.agent,
-                                 "env_id": run.env_id, "randomization": run.randomization, "episodes": {}}
+        common = dict(run.rig_env(**row.env_kwargs), seed=seed)
+        entry: dict[str, Any] = {"name": row.name, "run_dir": str(run.run_dir), "agent": run.agent,
+                                 "env_id": run.env_id, "randomization": run.randomization, "episodes": {},
+                                 "vision": row.vision is not None}
         summaries: dict[str, Summary] = {}
         for where, spec in (("sim", "nominal"), ("rig", rig_spec)):
             rig = open_rig(spec, **common, **(rig_kwargs or {}))
@@ -161,11 +208,15 @@ def evaluate_transfer(agent_dirs: list[str | pathlib.Path], rig_spec: str, episo
                     description = extra.get("description") or (extra.get("reality") or {}).get("description")
                     report["rig"]["description"] = f"{spec}: {description}" if description else spec
                     writer = record(rig, partial)
-                    writer.set_tags(agent=run.name, run_dir=str(run.run_dir))
-                log(f"{run.name}: {episodes} episodes on {'nominal simulation' if where == 'sim' else spec}")
+                    writer.set_tags(agent=row.name, run_dir=str(run.run_dir))
+                log(f"{row.name}: {episodes} episodes on {'nominal simulation' if where == 'sim' else spec}")
+                if row.vision is not None:
+                    row.vision.reset_errors()
                 results = run_episodes(rig, policy, episodes, seed=seed, max_steps=max_steps, progress=progress)
                 summaries[where], entry["episodes"][where] = _summaries(results, rig.info().control_dt)
                 entry[where] = summaries[where].to_json()
+                if row.vision is not None:
+                    entry.setdefault("pose_error", {})[where] = row.vision.error_summary()
                 if where == "rig":
                     entry["rig_safety"] = {k: int(sum(r.safety[k] for r in results)) for k in results[0].safety}
                     entry["rig_ends"] = [r.end for r in results]
@@ -176,11 +227,11 @@ def evaluate_transfer(agent_dirs: list[str | pathlib.Path], rig_spec: str, episo
         if error is not None:
             entry["prediction_error"] = error
         report["agents"].append(entry)
-    for run in runs:  # every agent ran: the logs take their names
-        final = logs / run.name
+    for row in rows:  # every agent ran: the logs take their names
+        final = logs / row.name
         if final.is_dir():
             final.rmdir()  # empty (checked above)
-        os.replace(logs / f"{run.name}.partial", final)
+        os.replace(logs / f"{row.name}.partial", final)
     report["rig"]["name"] = report["rig"].get("name") or rig_spec
     return report
 

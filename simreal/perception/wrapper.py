@@ -178,6 +178,14 @@ class VisionVecEnv(VecEnvWrapper):
         self.venv.close()
 
 
+def camera_kwargs(estimator) -> dict:
+    """Hand-cube env (and simulated rig) arguments whose ``cameras`` key fits ``estimator``:
+    its image size, antialiasing and zoom."""
+    r = _estimator(estimator).render
+    return {"camera_obs": (int(r["height"]), int(r["width"])), "camera_zoom": float(r["zoom"]),
+            "camera_antialias": int(r["antialias"])}
+
+
 class VisionPolicy:
     """A policy trained on the measured cube pose, acting on the pose the CNN estimates from the
     observation's ``cameras`` images (see the module docstring); a `simreal.agents.Policy`."""
@@ -195,9 +203,7 @@ class VisionPolicy:
 
     def env_kwargs(self) -> dict:
         """Hand-cube env arguments that make its ``cameras`` key match the estimator."""
-        r = self.estimator.render
-        return {"camera_obs": (int(r["height"]), int(r["width"])), "camera_zoom": float(r["zoom"]),
-                "camera_antialias": int(r["antialias"])}
+        return camera_kwargs(self.estimator)
 
     def initial_state(self, batch_size: int):
         return self.policy.initial_state(batch_size)
@@ -216,6 +222,11 @@ class VisionPolicy:
         self._angle_errors.append(rotation_angle(quat, out["object_quat"].astype(np.float64)))
         replace_pose(out, position, quat)
         return self.policy.act(out, state, deterministic)
+
+    def reset_errors(self) -> None:
+        """Forget the errors kept so far (e.g. between the settings an evaluation runs)."""
+        self._position_errors.clear()
+        self._angle_errors.clear()
 
     def error_summary(self) -> dict | None:
         """Median and mean error of the estimates so far against the measured pose (mm, deg)."""

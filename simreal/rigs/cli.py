@@ -229,9 +229,27 @@ def cmd_rig_record(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
     env_cfg = _policy_env(args.policy)
+    estimator = None
+    if args.pose_estimator:
+        from simreal.perception.estimator import PoseEstimator
+        from simreal.perception.wrapper import camera_kwargs
+        from simreal.training.run import RunDirError
+
+        try:
+            estimator = PoseEstimator.load(args.pose_estimator)
+        except RunDirError as exc:
+            raise _cli_error(exc) from None
+        env_cfg = dict(env_cfg, kwargs={**(env_cfg.get("kwargs") or {}), **camera_kwargs(estimator)})
     rig = _open(args, env_cfg)
     try:
         policy = _load_policy(args, rig)
+        if estimator is not None:
+            from simreal.perception.wrapper import VisionPolicy
+
+            try:
+                policy = VisionPolicy(policy, estimator)
+            except ValueError as exc:
+                raise _cli_error(exc) from None
         tags = {"policy": args.policy}
         for item in args.tag:
             key, sep, value = item.partition("=")
@@ -253,6 +271,10 @@ def cmd_rig_record(args: argparse.Namespace) -> int:
         print(f"{'ep':>3} {'seed':>6} {'steps':>6} {'return':>10}  end")
         for r in results:
             print(f"{r.index:>3} {r.seed if r.seed is not None else '-':>6} {r.steps:>6} {r.episode_return:>10.3f}  {r.end}")
+        if estimator is not None:
+            e = policy.error_summary()
+            print(f"pose estimate against the measured pose over {e['steps']} steps: median "
+                  f"{e['position_mm_median']:.1f} mm / {e['angle_deg_median']:.1f} deg")
         stats = rig.safety_stats.to_dict()
         print(f"safety: {stats['non_finite']} non-finite actions held, {stats['clipped']} clipped, "
               f"{stats['rate_limited']} rate-limited steps of {stats['steps']}")
@@ -376,6 +398,9 @@ def register(sub) -> None:
                      help="largest command change per step, in the rig's command units (default: the rig's)")
     rec.add_argument("--watchdog", type=float, default=None, metavar="SECONDS",
                      help="watchdog timeout of the rig (default: the rig's)")
+    rec.add_argument("--pose-estimator", metavar="DIR", default=None,
+                     help="act on the cube pose this pose CNN (`simreal pose train` folder or export) estimates "
+                          "from the rig's camera images instead of the measured one; prints the estimate's error")
     rec.add_argument("--token-file", default=None, help="token file for tcp:// rigs (default $SIMREAL_RIG_TOKEN)")
     rec.add_argument("--device", default="auto", help="device of a learned policy: auto, cpu or cuda[:N]")
     rec.add_argument("--quiet", action="store_true", help="no progress bar")

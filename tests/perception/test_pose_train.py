@@ -279,12 +279,17 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def estimator(dataset, tmp_path_factory):
+def estimator_run(dataset, tmp_path_factory):
     run = tmp_path_factory.mktemp("est")
     trainer = PoseTrainer(config(dataset, steps=10), RunDir(run), progress=False)
     trainer.train()
     trainer.close()
-    return PoseEstimator.load(run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def estimator(estimator_run):
+    return PoseEstimator.load(estimator_run)
 
 
 def test_vision_wrapper_puts_the_estimate_in_the_policy_keys(estimator):
@@ -353,3 +358,31 @@ def test_vision_policy_acts_on_the_estimate_from_the_rigs_cameras_and_keeps_its_
     assert np.abs(seen[1]["object_pos"][0] - measured[0]["object_pos"]).max() > 0
     with pytest.raises(ValueError, match="no 'cameras' key"):
         vision.act({k: v[None] for k, v in measured[0].items() if k != "cameras"}, None)
+
+
+def test_evaluate_and_rig_record_run_a_state_policy_from_vision_through_the_cli(estimator_run, tmp_path, capsys):
+    from simreal.training.agents import get_agent
+
+    agent = get_agent("ppo")
+    cfg = agent.resolve_config(["tiny"], ["run.steps=64", "eval.every=0", "run.tensorboard=false", "env.nthread=1",
+                                          "env.kwargs={goal: vertical, settle_time: 0.0}"])
+    run = RunDir(tmp_path / "hand_ppo")
+    run.save_config(cfg)
+    agent.train(cfg, run, progress=False)
+    out = tmp_path / "eval"
+    assert cli.main(["evaluate", "--agent", str(run.path), "--rig", "sim:hand_laggy", "--episodes", "1",
+                     "--max-steps", "3", "--pose-estimator", str(estimator_run), "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "| hand_ppo |" in text and "| hand_ppo+vision |" in text and "Pose estimator error" in text
+    report = json.loads((out / "report.json").read_text())
+    vision = next(a for a in report["agents"] if a["vision"])
+    assert vision["pose_error"]["rig"]["steps"] == 3 and vision["pose_error"]["rig"]["position_mm_median"] > 0
+    assert (out / "logs" / "hand_ppo+vision" / "data" / "metadata.json").is_file()
+    assert cli.main(["rig", "record", "sim:hand_laggy", "--policy", str(run.path), "--pose-estimator",
+                     str(estimator_run), "--episodes", "1", "--max-steps", "2", "--out", str(tmp_path / "rec"),
+                     "--quiet"]) == 0
+    assert "pose estimate against the measured pose over 2 steps" in capsys.readouterr().out
+    # an estimator with no agent that reads the cube pose: one line
+    assert cli.main(["evaluate", "--agent", str(run.path), "--rig", "sim:hand_laggy", "--pose-estimator",
+                     str(tmp_path / "nope"), "--out", str(tmp_path / "e2"), "--quiet"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
