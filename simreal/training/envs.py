@@ -113,6 +113,8 @@ def gym_make(env_id: str, pixels: tuple[int, int] | None, env_kwargs: dict) -> g
         return gym.make(env_id, **kwargs)
     except gym.error.Error as exc:
         raise ValueError(f"env {env_id!r}: {exc}") from None
+    except (ImportError, AttributeError) as exc:  # an entry point (module:Class) that does not import
+        raise ValueError(f"env {env_id!r}: cannot load it ({type(exc).__name__}: {exc})") from None
 
 
 def single_env_factory(env_id: str, seed: int | None = None, randomization=None, action_repeat: int = 1,

@@ -151,3 +151,12 @@ def test_resume_refuses_what_the_saved_folder_cannot_be_trusted_with(tmp_path, c
     assert len(err) == 1 and err[0].startswith(f"simreal train: error: {config}:")
     line = len(saved.splitlines()) + 2
     assert f"config.yaml:{line}:1: not valid YAML (" in err[0]
+
+
+def test_an_entry_point_that_does_not_import_is_one_line(tmp_path, capsys):
+    from simreal.cli import main
+
+    assert main(["train", "ppo", "--env", "nosuch_module_xyz:Foo", "--preset", "tiny", "--quiet",
+                 "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot load it (ModuleNotFoundError" in err[0]
