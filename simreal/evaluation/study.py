@@ -337,10 +337,11 @@ def cell_status(study: Study, cell: Cell) -> str:
 
 
 def _comparable(cfg: Mapping) -> dict:
-    """A config without the keys that may change between sessions of one run (the step budget, devices)."""
+    """A config without the keys that may change between sessions of one run (the step budget, devices,
+    CPU threads)."""
     cfg = json.loads(json.dumps(cfg))
     run = cfg.get("run", {})
-    for key in ("steps", "device", "torch_threads"):
+    for key in ("steps", "device", "torch_threads", "threads"):
         run.pop(key, None)
     return cfg
 

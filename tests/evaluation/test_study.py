@@ -107,9 +107,9 @@ def test_a_tiny_study_trains_then_reuses_and_resumes_its_cells(tmp_path, capsys)
     study_file = tmp_path / "tiny.yaml"
     study_file.write_text(TINY)
     out = tmp_path / "out"
-    assert cli.main(["study", str(study_file), "--out", str(out), "--quiet"]) == 0
+    assert cli.main(["study", str(study_file), "--out", str(out), "--quiet", "--jobs", "2"]) == 0  # processes
     first = capsys.readouterr().out
-    assert "training 2 cell(s)" in first and "| ppo-dactyl |" in first and "## Verdict" in first
+    assert "training 2 cell(s), 2 at a time" in first and "| ppo-dactyl |" in first and "## Verdict" in first
     report = json.loads((out / "report.json").read_text())
     assert [r["row"] for r in report["rows"]] == ["ppo-dactyl", "ppo-none"]
     cell = report["rows"][0]["settings"]["sim:hand_laggy"]
