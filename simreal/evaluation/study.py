@@ -485,6 +485,43 @@ def _train_task(study, cell):
     return train_cell(study, cell, progress=False)
 
 
+def _last_step(run_dir: pathlib.Path) -> int:
+    """The env step of a run's newest metrics line (0 before the first); cheap: reads the file's tail."""
+    path = run_dir / "metrics.jsonl"
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 65536))
+            lines = f.read().splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line).get("step", 0))
+        except (ValueError, AttributeError):
+            continue  # a line cut by the tail window, or being written
+    return 0
+
+
+def _watch(futures: Mapping, study: Study, progress: bool, log: Callable[[str], None]) -> None:
+    """Wait for the cells trained in processes, with one progress bar of their env steps together."""
+    from tqdm import tqdm
+
+    cells = list(futures.values())
+    total = sum(int(cell_config(study, c)["run"]["steps"]) for c in cells)
+    bar = tqdm(total=total, desc=f"training {len(cells)} cells", unit="step", disable=not progress, leave=False)
+    pending = set(futures)
+    try:
+        while pending:
+            done, pending = concurrent.futures.wait(pending, timeout=5.0)
+            for future in done:
+                cell, record = futures[future], future.result()
+                log(f"trained {cell.label}/seed{cell.seed}: {record['env_steps']} env steps")
+            bar.n = min(total, sum(_last_step(c.run_dir) for c in cells))
+            bar.refresh()
+    finally:
+        bar.close()
+
+
 def run_study(study: Study, out: str | pathlib.Path, jobs: int = 1, train: bool = True, progress: bool = True,
               log: Callable[[str], None] = print) -> dict:
     """Train every unfinished cell, evaluate every row on nominal sim and every rig, write the report."""
@@ -502,9 +539,7 @@ def run_study(study: Study, out: str | pathlib.Path, jobs: int = 1, train: bool 
     if jobs > 1 and len(todo) > 1:
         with _pool(jobs) as pool:
             futures = {pool.submit(_train_task, study, c): c for c in todo}
-            for future in concurrent.futures.as_completed(futures):
-                record = future.result()
-                log(f"trained {futures[future].label}/seed{futures[future].seed}: {record['env_steps']} env steps")
+            _watch(futures, study, progress, log)
     else:
         for cell in todo:
             log(f"training {cell.label}/seed{cell.seed}")

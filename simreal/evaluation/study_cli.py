@@ -21,6 +21,12 @@ DESCRIPTION = (
 )
 
 EPILOG = """\
+the study file (every key is checked; a problem is one line naming it):
+  metric: consecutive_successes | return      success_threshold: N (required with return)
+  steps: N       seeds: [0, 1]      randomizations: [dactyl, none]      rigs: [sim:hand_laggy, ...]
+  agents: [{name, agent, presets, set, randomizations, steps, vision} | {name, run_dir, vision}]
+  pose_estimator: DIR (for vision: true)      evaluation: {episodes, seed, max_steps}
+
 outputs (in --out, default outputs/study/<name>):
   runs/<agent>-<randomization>/seed<k>/   each cell's run folder (config, checkpoints, policy.pt)
   eval/ , logs/                           per-episode results and the recorded rig episodes
