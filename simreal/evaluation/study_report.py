@@ -83,6 +83,9 @@ def verdict(report: Mapping) -> list[str]:
     passes = lambda cell: cell["mean"] >= threshold  # noqa: E731
     learned = [r for r in rows if passes(r["settings"]["nominal"])]
     lines = []
+    if len(report.get("seeds", [])) == 1:
+        lines.append("One training seed: the intervals cover episode-to-episode variation only, not how another "
+                     "seed would train; run more seeds (--seeds) before calling a difference.")
     if not learned:
         lines.append(f"No agent learned the task: every agent's mean {words} on nominal simulation is below "
                      f"{threshold:g}, so there is no transfer to compare and no winner.")
@@ -99,8 +102,8 @@ def verdict(report: Mapping) -> list[str]:
         ranked = sorted(working, key=lambda nc: nc[1]["mean"], reverse=True)
         best, cell = ranked[0]
         kept = cell.get("ratio_to_sim")
-        keeps = (f", keeping {kept:.0%} of its simulated {words} (95% CI {cell['ratio_ci95'][0]:.0%}-"
-                 f"{cell['ratio_ci95'][1]:.0%})" if kept is not None else "")
+        keeps = (f", keeping {kept:.1%} of its simulated {words} (95% CI {cell['ratio_ci95'][0]:.1%}-"
+                 f"{cell['ratio_ci95'][1]:.1%})" if kept is not None else "")
         text = f"On {setting}, {best} does best: mean {words} {cell['mean']:.2f} " \
                f"(95% CI {cell['ci95'][0]:.2f}-{cell['ci95'][1]:.2f}){keeps}."
         if len(ranked) > 1 and ranked[1][1]["ci95"][1] >= cell["ci95"][0]:
@@ -117,7 +120,7 @@ def _fmt_ci(value: float | None, ci: Sequence[float | None] | None, digits: int 
     if value is None:
         return "-"
     if pct:
-        return f"{value:.0%} [{ci[0]:.0%}, {ci[1]:.0%}]" if ci and ci[0] is not None else f"{value:.0%}"
+        return f"{value:.1%} [{ci[0]:.1%}, {ci[1]:.1%}]" if ci and ci[0] is not None else f"{value:.1%}"
     return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 
@@ -153,35 +156,46 @@ def markdown(report: Mapping) -> str:
 
 
 def plot(report: Mapping, path: pathlib.Path) -> None:
+    """Panels side by side: the mean metric per setting, the fraction of it kept on each rig (on its own
+    axis, where differences of a few percent show), and the drop rate where the task has drops."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows, settings = report["rows"], report["settings"]
-    has_drops = any("drop_rate" in c for r in rows for c in r["settings"].values())
-    panels = 1 + has_drops
-    fig, axes = plt.subplots(1, panels, figsize=(2.2 + 1.4 * len(rows) * panels + 2, 4.2), squeeze=False)
-    width = 0.8 / len(settings)
+    words = _metric_words(report["metric"])
+    panels = [("mean", "ci95", f"mean {words}", settings),
+              ("ratio_to_sim", "ratio_ci95", f"{words} kept on the rig (rig / sim)", settings[1:])]
+    if any("drop_rate" in c for r in rows for c in r["settings"].values()):
+        panels.append(("drop_rate", "drop_rate_ci95", "drop rate", settings))
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.5 + (1.2 * len(rows) + 1.5) * len(panels), 4.4),
+                             squeeze=False)
     x = np.arange(len(rows))
     colors = plt.get_cmap("tab10")
-    for panel, (key, ci_key, label) in enumerate([("mean", "ci95", f"mean {_metric_words(report['metric'])}"),
-                                                  ("drop_rate", "drop_rate_ci95", "drop rate")][:panels]):
-        ax = axes[0, panel]
-        for k, setting in enumerate(settings):
-            values = np.array([r["settings"][setting].get(key, np.nan) for r in rows], dtype=float)
-            cis = np.array([r["settings"][setting].get(ci_key, [np.nan, np.nan]) for r in rows], dtype=float)
-            err = np.abs(np.stack([values - cis[:, 0], cis[:, 1] - values]))
-            ax.bar(x + (k - (len(settings) - 1) / 2) * width, values, width, yerr=err, capsize=3,
-                   color=colors(k), label=setting)
+    for ax, (key, ci_key, label, shown) in zip(axes[0], panels):
+        width = 0.8 / len(shown)
+        for k, setting in enumerate(shown):
+            values = np.array([r["settings"][setting].get(key) for r in rows], dtype=float)  # None -> nan
+            cis = np.array([[np.nan if v is None else v for v in (r["settings"][setting].get(ci_key) or [None] * 2)]
+                            for r in rows], dtype=float)
+            err = np.nan_to_num(np.abs(np.stack([values - cis[:, 0], cis[:, 1] - values])))
+            ax.bar(x + (k - (len(shown) - 1) / 2) * width, values, width, yerr=err, capsize=3,
+                   color=colors(settings.index(setting)), label=setting)
         if key == "mean":
             ax.axhline(report["success_threshold"], color="black", lw=0.8, ls="--", label="success threshold")
-        else:
+        elif key == "drop_rate":
             ax.set_ylim(0.0, 1.0)
+        else:
+            bounds = [v for r in rows for s in shown for v in (r["settings"][s].get("ratio_ci95") or [])
+                      if v is not None]
+            # zoomed: a few percent apart is the whole story
+            ax.set_ylim(max(0.0, min(bounds + [1.0]) - 0.02), max(bounds + [1.0]) + 0.01)
+            ax.axhline(1.0, color="black", lw=0.8)
         ax.set_xticks(x, [r["row"] for r in rows], rotation=20, ha="right")
         ax.set_ylabel(label)
-        ax.set_title(f"{label} (95% bootstrap CI)")
-        ax.legend(fontsize=8)
+        ax.set_title(f"{label}\n(95% bootstrap CI)", fontsize=10)
+        ax.legend(fontsize=8, loc="lower left")
     fig.suptitle(f"study {report['study']}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -54,6 +54,11 @@ def _report(**means):
             "rows": rows}
 
 
+def test_a_single_seed_is_said_to_cover_episodes_only():
+    assert "One training seed" in verdict({**_report(a=(12.0, 10.0)), "seeds": [0]})[0]
+    assert not any("One training seed" in line for line in verdict({**_report(a=(12.0, 10.0)), "seeds": [0, 1]}))
+
+
 def test_the_verdict_names_no_winner_when_every_agent_fails():
     lines = verdict(_report(a=(0.2, 0.0), b=(0.0, 0.0)))
     assert len(lines) == 1 and "No agent learned the task" in lines[0] and "no winner" in lines[0]
@@ -64,7 +69,7 @@ def test_the_verdict_names_no_winner_when_every_agent_fails():
 
 def test_the_verdict_names_the_best_agent_and_says_when_intervals_overlap():
     lines = verdict(_report(dr=(12.0, 10.0), nominal=(13.0, 2.0), broken=(0.1, 0.0)))
-    assert any(line.startswith("On sim:r, dr does best") and "keeping 83%" in line for line in lines)
+    assert any(line.startswith("On sim:r, dr does best") and "keeping 83.3%" in line for line in lines)
     assert any("broken" in line and "not compared" in line for line in lines)
     lines = verdict(_report(dr=(12.0, 10.0), nominal=(13.0, 9.5)))
     assert any("not separable" in line for line in lines)
