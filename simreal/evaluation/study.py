@@ -48,8 +48,6 @@ import shutil
 import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import yaml
-
 from simreal.evaluation.study_report import StudyError, summarize_study, write_json, write_report
 
 METRICS = ("consecutive_successes", "return")
@@ -230,23 +228,13 @@ def parse_study(data: Any, source: str | pathlib.Path = "<memory>") -> Study:
 
 
 def load_study(path: str | pathlib.Path) -> Study:
+    from simreal.randomize.spec import RandomizationError, read_yaml
+
     path = pathlib.Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise StudyError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise StudyError(f"{path}: not a UTF-8 text file") from None
-    except OSError as exc:
-        raise StudyError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise StudyError(f"{path}: {where}not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
-    except RecursionError:
-        raise StudyError(f"{path}: nested too deeply to read") from None
+        data = read_yaml(path)  # one reader for every YAML a user writes: UTF-8, empty, depth, YAML errors
+    except RandomizationError as exc:
+        raise StudyError(str(exc)) from None
     return parse_study(data, path)
 
 

@@ -586,7 +586,9 @@ def _scan_loc(frames: list[dict]) -> str:
     return "".join(parts)
 
 
-def _read_yaml(path: pathlib.Path) -> Any:
+def read_yaml(path: pathlib.Path) -> Any:
+    """A user's YAML file, loaded with one-line errors: missing, unreadable, not UTF-8, empty, nested
+    too deeply or invalid (`RandomizationError`, naming the file and, where it can, the line)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -635,7 +637,7 @@ def load_spec(path: str | pathlib.Path, _chain: tuple[pathlib.Path, ...] = ()) -
     if file in _chain:
         cycle = " -> ".join(p.name for p in (*_chain, file))
         raise RandomizationError(f"{_chain[-1]}: extends: circular include ({cycle})")
-    data = _read_yaml(file)
+    data = read_yaml(file)
     spec = parse_spec(data, str(file))
     merged: dict[str, Randomizer] = {}
     merged_visual: dict[str, VisualRandomizer] = {}  # the 'visual' list, merged the same way

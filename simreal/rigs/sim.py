@@ -35,7 +35,6 @@ from typing import Any, Mapping
 
 import gymnasium as gym
 import numpy as np
-import yaml
 
 from simreal.registration import HAND_CUBE_ID
 from simreal.rigs.base import Rig, RigError, SafetyConfig
@@ -86,16 +85,14 @@ def load_reality(name: str | os.PathLike | Reality) -> Reality:
     """A shipped reality by name (``"hand_laggy"``) or a reality YAML file, validated (one-line errors)."""
     if isinstance(name, Reality):
         return name
-    from simreal.randomize.spec import RandomizationError, parse_spec
+    from simreal.randomize.spec import RandomizationError, parse_spec, read_yaml
 
     path = _resolve(name)
     source = str(path.resolve())
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise RigError(f"{source}{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+        data = read_yaml(path.resolve())  # the randomization files' reader: UTF-8, empty, depth, YAML errors
+    except RandomizationError as exc:
+        raise RigError(str(exc)) from None
     if not isinstance(data, dict):
         raise RigError(f"{source}: (top level): expected a mapping with 'rig' and 'randomizers'")
     rig = data.pop("rig", None)

@@ -88,7 +88,8 @@ def test_the_verdict_names_the_best_agent_and_says_when_intervals_overlap():
     ("agents: [{name: a, agent: ppo, vision: true}]\nrigs: [x]", "pose_estimator: required"),
     ("agents: [{name: a, agent: ppo}, {name: a, agent: ppo}]\nrigs: [x]", "used twice"),
     ("agents: [{name: a, run_dir: /nonexistent}]\nrigs: [x]", "is not a finished run"),
-    ("agents: [{name: a, agent: ppo}]\nrigs: [x]\n: [", "not valid YAML"),
+    ("agents: [{name: a, agent: ppo}]\nrigs: [x]\n: [", "invalid YAML"),
+    ("agents: " + "[" * 20000, "nesting depth"),
 ])
 def test_a_bad_study_file_is_one_line_naming_the_key(tmp_path, text, expected):
     path = tmp_path / "s.yaml"

@@ -276,3 +276,16 @@ def test_a_hand_rig_serves_the_tiled_camera_image_of_pixel_agents():
     obs, *_ = rig.step(np.zeros(20, np.float32))
     assert rig.observation_space.contains(obs)
     rig.close()
+
+
+@pytest.mark.parametrize("content, expected", [(b"", "the file is empty"), (b"rig: \xff\n", "not UTF-8"),
+                                               (b"rig: " + b"[" * 20000, "nesting depth")])
+def test_a_reality_file_is_read_like_a_randomization_file(tmp_path, content, expected):
+    from simreal.rigs import RigError
+    from simreal.rigs.sim import load_reality
+
+    path = tmp_path / "reality.yaml"
+    path.write_bytes(content)
+    with pytest.raises(RigError, match=expected) as info:
+        load_reality(path)
+    assert "\n" not in str(info.value)
