@@ -416,9 +416,7 @@ def _eval_path(out: pathlib.Path, row: Row, setting: str) -> pathlib.Path:
 def evaluate_row(study: Study, row: Row, setting: str, out: str | pathlib.Path, progress: bool = False) -> dict:
     """``study.episodes`` episodes of a row on one setting (``nominal`` or a rig); cached in OUT/eval."""
     from simreal.agents import load_policy
-    from simreal.evaluation.metrics import episode_metrics
-    from simreal.evaluation.transfer import AgentRun
-    from simreal.rigs import open_rig, record, run_episodes
+    from simreal.evaluation.transfer import AgentRun, run_setting, safety_counts
 
     out = pathlib.Path(out)
     run = AgentRun.load(row.cell.run_dir, name=row.label)
@@ -436,21 +434,17 @@ def evaluate_row(study: Study, row: Row, setting: str, out: str | pathlib.Path, 
         from simreal.perception.wrapper import VisionPolicy
 
         policy = vision = VisionPolicy(policy, estimator_file(study.pose_estimator))
-    rig = open_rig(setting, seed=study.eval_seed, **run.rig_env(**(vision.env_kwargs() if vision else {})))
-    try:
-        logs = out / "logs" / row.label / f"seed{row.cell.seed}" / path.stem
-        if setting != "nominal":
-            shutil.rmtree(logs, ignore_errors=True)  # a stopped evaluation's partial recording
-            record(rig, logs).set_tags(agent=row.label, run_dir=str(row.cell.run_dir), study=study.name)
-        results = run_episodes(rig, policy, study.episodes, seed=study.eval_seed, max_steps=study.max_steps,
-                               progress=progress)
-        dt = rig.info().control_dt
-    finally:
-        rig.close()
-    episodes = [dataclasses.asdict(episode_metrics(r.rewards, r.infos, dt)) for r in results]
-    result = {"key": key, "row": row.label, "seed": row.cell.seed, "setting": setting, "episodes": episodes,
-              "ends": [r.end for r in results],
-              "safety": {k: int(sum(r.safety[k] for r in results)) for k in results[0].safety}}
+    logs = out / "logs" / row.label / f"seed{row.cell.seed}" / path.stem
+    if setting != "nominal":
+        shutil.rmtree(logs, ignore_errors=True)  # a stopped evaluation's partial recording
+    env = dict(run.rig_env(**(vision.env_kwargs() if vision else {})), seed=study.eval_seed)
+    _, results, metrics = run_setting(setting, env, policy, study.episodes, max_steps=study.max_steps,
+                                      record_to=logs if setting != "nominal" else None,
+                                      tags={"agent": row.label, "run_dir": str(row.cell.run_dir), "study": study.name},
+                                      progress=progress)
+    result = {"key": key, "row": row.label, "seed": row.cell.seed, "setting": setting,
+              "episodes": [dataclasses.asdict(e) for e in metrics], "ends": [r.end for r in results],
+              "safety": safety_counts(results)}
     if vision is not None:
         result["pose_error"] = vision.error_summary()
     write_json(path, result)

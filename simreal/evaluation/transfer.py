@@ -14,7 +14,7 @@ import dataclasses
 import pathlib
 from typing import Any, Callable
 
-from simreal.evaluation.metrics import Summary, episode_metrics, gap, summarize
+from simreal.evaluation.metrics import EpisodeResult, Summary, episode_metrics, gap, summarize
 
 
 @dataclasses.dataclass
@@ -133,9 +133,32 @@ def _rows(runs: list[AgentRun], policies: dict[str, Any], pose_estimator) -> lis
     return rows
 
 
-def _summaries(results, control_dt: float) -> tuple[Summary, list[dict]]:
-    episodes = [episode_metrics(r.rewards, r.infos, control_dt) for r in results]
-    return summarize(episodes), [dataclasses.asdict(e) for e in episodes]
+def run_setting(spec: str, env: dict[str, Any], policy, episodes: int, *, max_steps: int | None = None,
+                record_to: str | pathlib.Path | None = None, tags: dict[str, Any] | None = None,
+                rig_kwargs: dict[str, Any] | None = None,
+                progress: bool = False) -> tuple[Any, list, list[EpisodeResult]]:
+    """Open the rig ``spec`` for an agent's env (``AgentRun.rig_env`` plus ``seed``: episode i is seeded
+    seed + i), run ``episodes`` episodes (recorded to ``record_to`` when given) and close it.
+
+    Returns the rig's `RigInfo`, the rollout results and each episode's metrics; `evaluate_transfer`
+    and `simreal study` both run their settings through it.
+    """
+    from simreal.rigs import open_rig, record, run_episodes
+
+    rig = open_rig(spec, **env, **(rig_kwargs or {}))
+    try:
+        info = rig.info()
+        if record_to is not None:
+            record(rig, record_to).set_tags(**(tags or {}))
+        results = run_episodes(rig, policy, episodes, seed=env.get("seed"), max_steps=max_steps, progress=progress)
+    finally:
+        rig.close()
+    return info, results, [episode_metrics(r.rewards, r.infos, info.control_dt) for r in results]
+
+
+def safety_counts(results) -> dict[str, int]:
+    """How often the safety layer stepped in over a setting's episodes, per kind."""
+    return {k: int(sum(r.safety[k] for r in results)) for k in results[0].safety}
 
 
 def evaluate_transfer(agent_dirs: list[str | pathlib.Path], rig_spec: str, episodes: int, out_dir: str | pathlib.Path,
@@ -160,7 +183,7 @@ def evaluate_transfer(agent_dirs: list[str | pathlib.Path], rig_spec: str, episo
     import shutil
 
     from simreal.agents import load_policy
-    from simreal.rigs import RigError, open_rig, record, run_episodes
+    from simreal.rigs import RigError, open_rig
 
     out_dir = pathlib.Path(out_dir)
     runs = [AgentRun.load(d) for d in agent_dirs]
@@ -200,28 +223,25 @@ def evaluate_transfer(agent_dirs: list[str | pathlib.Path], rig_spec: str, episo
                                  "vision": row.vision is not None}
         summaries: dict[str, Summary] = {}
         for where, spec in (("sim", "nominal"), ("rig", rig_spec)):
-            rig = open_rig(spec, **common, **(rig_kwargs or {}))
-            try:
-                if where == "rig":
-                    report["rig"] = rig.info().to_dict()
-                    extra = report["rig"].get("extra", {})
-                    description = extra.get("description") or (extra.get("reality") or {}).get("description")
-                    report["rig"]["description"] = f"{spec}: {description}" if description else spec
-                    writer = record(rig, partial)
-                    writer.set_tags(agent=row.name, run_dir=str(run.run_dir))
-                log(f"{row.name}: {episodes} episodes on {'nominal simulation' if where == 'sim' else spec}")
-                if row.vision is not None:
-                    row.vision.reset_errors()
-                results = run_episodes(rig, policy, episodes, seed=seed, max_steps=max_steps, progress=progress)
-                summaries[where], entry["episodes"][where] = _summaries(results, rig.info().control_dt)
-                entry[where] = summaries[where].to_json()
-                if row.vision is not None:
-                    entry.setdefault("pose_error", {})[where] = row.vision.error_summary()
-                if where == "rig":
-                    entry["rig_safety"] = {k: int(sum(r.safety[k] for r in results)) for k in results[0].safety}
-                    entry["rig_ends"] = [r.end for r in results]
-            finally:
-                rig.close()
+            log(f"{row.name}: {episodes} episodes on {'nominal simulation' if where == 'sim' else spec}")
+            if row.vision is not None:
+                row.vision.reset_errors()
+            info, results, metrics = run_setting(spec, common, policy, episodes, max_steps=max_steps,
+                                                 record_to=partial if where == "rig" else None,
+                                                 tags={"agent": row.name, "run_dir": str(run.run_dir)},
+                                                 rig_kwargs=rig_kwargs, progress=progress)
+            summaries[where] = summarize(metrics)
+            entry["episodes"][where] = [dataclasses.asdict(e) for e in metrics]
+            entry[where] = summaries[where].to_json()
+            if row.vision is not None:
+                entry.setdefault("pose_error", {})[where] = row.vision.error_summary()
+            if where == "rig":
+                report["rig"] = info.to_dict()
+                extra = report["rig"].get("extra", {})
+                description = extra.get("description") or (extra.get("reality") or {}).get("description")
+                report["rig"]["description"] = f"{spec}: {description}" if description else spec
+                entry["rig_safety"] = safety_counts(results)
+                entry["rig_ends"] = [r.end for r in results]
         entry["gap"] = gap(summaries["sim"], summaries["rig"])
         error = prediction_error(policy, partial)
         if error is not None:
