@@ -1,4 +1,25 @@
-"""`simreal demo`: the whole sim-to-real loop on built-in defaults, in minutes on two CPU cores.
+"""`simreal demo`: the sim-to-real loop on built-in defaults, in minutes on two CPU cores.
+
+The hand (default, `run_hand_demo`):
+
+1. **Randomization.** ``randomizations/dactyl.yaml`` (Dactyl's physics, unmodeled effects, noise
+   and visuals) is checked, copied to ``OUT/randomization.yaml`` and sampled 1000 times
+   (``OUT/randomization/histograms.png``).
+2. **Agents.** The agents shipped under ``assets/policies/`` (each folder a finished run with its
+   ``trained.json``: commit, config, steps, minutes; see `simreal.training.ship`): PPO trained
+   with that randomization and without it, each acting on the measured cube pose and, for the
+   randomized one, on the pose the shipped CNN estimates from the camera images; and any other
+   shipped agent (DreamerV3). With ``train=True`` they are trained instead by the study file
+   ``studies/hand_transfer.yaml`` (hours).
+3. **Study.** Every agent runs the same seeded episodes on nominal simulation and on a held-out
+   hand rig (``sim:hand_laggy``: 120 ms latency and backlash), rig episodes recorded; the
+   generated study file is ``OUT/study.yaml`` (rerun it with `simreal study`).
+4. **Report.** ``OUT/study/report.md|json|png``: consecutive successes, drop rate and the
+   fraction kept on the rig with bootstrap 95% intervals, and the verdict; ``OUT/demo.json``.
+
+Cart-pole (``--env cartpole``, `run_demo`): the same loop trained from scratch in about four
+minutes, PPO with ``randomizations/dmc_cartpole.yaml`` and without it on dm_control cart-pole
+balance, evaluated on nominal simulation and ``sim:cartpole_laggy``:
 
 1. **Randomization.** The shipped ``randomizations/dmc_cartpole.yaml`` (masses, damping, gains,
    gravity, rail friction, timing jitter, sensor and action noise, 0-20 ms latency, pushes) is
@@ -15,8 +36,8 @@
    ``OUT/demo.json``: each agent's sim-to-rig return gap and whether randomization narrowed it.
 
 A stopped demo picks up where it stopped: a finished training run is read back, a killed one
-resumes from its last checkpoint (run again with the same ``--out``). The transfer stage is
-derived from the runs and is evaluated again each time (same seeds, same episodes).
+resumes from its last checkpoint (run again with the same ``--out``); evaluations of unchanged
+policies are read back from the study's cache.
 """
 
 from __future__ import annotations
@@ -27,6 +48,12 @@ import shutil
 import time
 from typing import Any, Callable
 
+HAND_DEFAULTS: dict[str, Any] = {
+    "randomization": "dactyl",
+    "rig": "sim:hand_laggy",
+    "episodes": 10,
+    "study": pathlib.Path(__file__).resolve().parents[1] / "studies" / "hand_transfer.yaml",
+}
 DEFAULTS: dict[str, Any] = {
     "env": "dm_control/cartpole-balance-v0",
     "randomization": "dmc_cartpole",
@@ -67,6 +94,39 @@ def _train(run_path: pathlib.Path, env: str, randomization: str, steps: int, see
         trainer.close()
 
 
+def sample_randomization(out: pathlib.Path, randomization: str, env_id: str, samples: int, seed: int,
+                         log: Callable[[str], None]) -> pathlib.Path:
+    """Check a randomization file against env_id, copy it to OUT/randomization.yaml and plot
+    ``samples`` episode draws (OUT/randomization/histograms.png); returns the histogram path."""
+    from simreal.cli import bind_randomization  # the binding `simreal randomization sample` uses
+    from simreal.randomize import load_spec, sampling
+    from simreal.randomize.spec import resolve_path
+
+    (out / "randomization").mkdir(parents=True, exist_ok=True)
+    spec = load_spec(randomization)  # one-line error naming the file and key if it does not validate
+    source = pathlib.Path(resolve_path(randomization))
+    shutil.copyfile(source, out / "randomization.yaml")
+    stack = bind_randomization(spec, env_id)
+    drawn = sampling.draw_samples(stack, samples, seed, progress=False)
+    sampling.write_csv(drawn, out / "randomization" / "samples.csv", n=samples)
+    png = sampling.plot_histograms(drawn, stack, out / "randomization" / "histograms.png", n=samples)
+    log(f"  {len(stack.items)} randomizers from {source}; {samples} samples drawn: {png}")
+    return png
+
+
+def _begin(out, episodes: int, randomization: str, env_id: str, samples: int, seed: int,
+           log: Callable[[str], None]) -> tuple[pathlib.Path, float, dict[str, float]]:
+    """Stage 1 of both demos: check the arguments, create OUT, sample the randomization."""
+    if episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {episodes}")
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    log(f"[1/4] randomization: {randomization}")
+    sample_randomization(out, randomization, env_id, samples, seed, log)
+    return out, t0, {"randomization": time.perf_counter() - t0}
+
+
 def headline(report: dict, agents: tuple[tuple[str, bool], ...] = AGENTS) -> dict:
     """Each agent's returns and gap, and whether the randomized agent's gap is the smaller one."""
     by_name = {a["name"]: a for a in report["agents"]}
@@ -91,31 +151,10 @@ def run_demo(out: str | pathlib.Path = "outputs/demo", env: str = DEFAULTS["env"
     """Run the four stages (module docstring); returns the headline also written to OUT/demo.json."""
     from simreal.evaluation.report import write_report
     from simreal.evaluation.transfer import evaluate_transfer
-    from simreal.randomize import load_spec, sampling
-    from simreal.randomize.spec import resolve_path
 
     if steps < 1:
         raise ValueError(f"--steps must be >= 1, got {steps}")
-    if episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {episodes}")
-    out = pathlib.Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    times: dict[str, float] = {}
-
-    log(f"[1/4] randomization: {randomization}")
-    (out / "randomization").mkdir(exist_ok=True)
-    spec = load_spec(randomization)  # one-line error naming the file and key if it does not validate
-    source = pathlib.Path(resolve_path(randomization))
-    shutil.copyfile(source, out / "randomization.yaml")
-    from simreal.cli import bind_randomization  # the binding `simreal randomization sample` uses
-
-    stack = bind_randomization(spec, env)
-    drawn = sampling.draw_samples(stack, samples, seed, progress=False)
-    sampling.write_csv(drawn, out / "randomization" / "samples.csv", n=samples)
-    png = sampling.plot_histograms(drawn, stack, out / "randomization" / "histograms.png", n=samples)
-    log(f"  {len(stack.items)} randomizers from {source}; {samples} samples drawn: {png}")
-    times["randomization"] = time.perf_counter() - t0
+    out, t0, times = _begin(out, episodes, randomization, env, samples, seed, log)
 
     log(f"[2/4] training: PPO with and without randomization, {steps} env steps each")
     runs = []
@@ -155,3 +194,84 @@ def summary_lines(result: dict) -> list[str]:
     verdict = "narrowed" if result["randomization_narrows_gap"] else "did NOT narrow"
     lines.append(f"domain randomization {verdict} the gap; total {result['total_seconds'] / 60:.1f} min")
     return lines
+
+
+# ----------------------------------------------------------------------------- the hand
+def shipped_study(agents: dict[str, dict], agents_dir: pathlib.Path, rig: str, episodes: int,
+                  max_steps: int | None = None) -> dict:
+    """A study file (as data) that evaluates the shipped agents as they are: every policy on nominal
+    simulation and ``rig``, those whose record says ``vision: true`` also on the shipped pose
+    estimator's pose."""
+    policies = {n: r for n, r in agents.items() if r.get("kind") == "policy"}
+    estimators = [n for n, r in agents.items() if r.get("kind") == "pose_estimator"]
+    if not policies:
+        raise ValueError(f"{agents_dir}: no shipped policies (folders with trained.json and policy.pt); "
+                         "train them with `simreal demo --train`")
+    entries = []
+    for name, record in policies.items():
+        entry = {"name": name, "run_dir": str(agents_dir / name)}
+        if record.get("vision") and estimators:
+            entry["vision"] = True
+        entries.append(entry)
+    study = {"version": 1, "name": "hand_demo",
+             "description": f"the agents shipped in {agents_dir}, evaluated as trained (simreal demo)",
+             "metric": "consecutive_successes", "success_threshold": 1.0, "agents": entries, "rigs": [rig],
+             "evaluation": {"episodes": int(episodes), "seed": 1000, "max_steps": max_steps}}
+    if any(e.get("vision") for e in entries):
+        study["pose_estimator"] = str(agents_dir / estimators[0])
+    return study
+
+
+def run_hand_demo(out: str | pathlib.Path = "outputs/demo", agents_dir: str | pathlib.Path | None = None,
+                  rig: str = HAND_DEFAULTS["rig"], episodes: int = HAND_DEFAULTS["episodes"],
+                  randomization: str = HAND_DEFAULTS["randomization"], train: bool = False,
+                  study_file: str | pathlib.Path = HAND_DEFAULTS["study"], jobs: int = 1,
+                  max_steps: int | None = None, samples: int = 1000, progress: bool = True,
+                  log: Callable[[str], None] = print) -> dict:
+    """The hand demo (module docstring); returns what OUT/demo.json holds."""
+    import yaml
+
+    from simreal import HAND_CUBE_ID
+    from simreal.evaluation.study import load_study, parse_study, run_study, with_settings
+    from simreal.training.ship import ASSETS_DIR, shipped_agents
+
+    out, t0, times = _begin(out, episodes, randomization, HAND_CUBE_ID, samples, 0, log)
+
+    shipped: dict[str, dict] = {}
+    if train:
+        study = with_settings(load_study(study_file), episodes=episodes)
+        log(f"[2/4] agents: trained by {study_file} ({len(study.agents)} agents; hours on two cores, resumable "
+            "with the same --out)")
+    else:
+        agents_dir = pathlib.Path(agents_dir) if agents_dir is not None else ASSETS_DIR
+        shipped = shipped_agents(agents_dir)
+        log(f"[2/4] agents: {len(shipped)} shipped in {agents_dir}")
+        for name, r in shipped.items():
+            minutes = f", {r['minutes']} min" if r.get("minutes") is not None else ""
+            what = r.get("agent") if r.get("kind") == "policy" else "pose estimator"
+            log(f"  {name}: {what}, randomization {r.get('randomization') or 'none'}, "
+                f"{r.get('steps')} steps{minutes}, commit {r.get('commit')}")
+        data = shipped_study(shipped, agents_dir, rig, episodes, max_steps)
+        study_path = out / "study.yaml"
+        study_path.write_text("# written by `simreal demo`; rerun with `simreal study " + str(study_path) + "`\n"
+                              + yaml.safe_dump(data, sort_keys=False))
+        study = parse_study(data, study_path)
+    times["agents"] = time.perf_counter() - t0 - times["randomization"]
+
+    settings = ", ".join(["nominal", *study.rigs])
+    log(f"[3/4] study: {study.episodes} episodes per agent on {settings}")
+    t = time.perf_counter()
+    report = run_study(study, out / "study", jobs=jobs, train=train, progress=progress,
+                       log=lambda line: log(f"  {line}"))
+    times["study"] = time.perf_counter() - t
+
+    log("[4/4] report")
+    result = {"env": HAND_CUBE_ID, "randomization": randomization, "rigs": list(study.rigs),
+              "episodes": study.episodes, "trained": bool(train),
+              "agents": {n: {k: r.get(k) for k in ("kind", "agent", "randomization", "steps", "minutes", "commit")}
+                         for n, r in shipped.items()},
+              "verdict": report["verdict"], "report": report["paths"],
+              "seconds": {k: round(v, 1) for k, v in times.items()},
+              "total_seconds": round(time.perf_counter() - t0, 1)}
+    (out / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result

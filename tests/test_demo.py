@@ -61,9 +61,12 @@ def test_headline_says_whether_randomization_narrowed_the_gap():
 
 
 def test_demo_bad_input_is_one_line(tmp_path, capsys):
-    assert cli.main(["demo", "--steps", "0", "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--steps" in err[0]
-    assert cli.main(["demo", "--randomization", "no_such_file", "--out", str(tmp_path)]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["demo", "--env", "cartpole", "--steps", "0", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "argument --steps: must be >= 1, got 0" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert cli.main(["demo", "--env", "cartpole", "--randomization", "no_such_file", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no_such_file" in err[0]
+    assert cli.main(["demo", "--env", "cartpole", "--train", "--out", str(tmp_path)]) == 2
+    assert "for the hand demo" in capsys.readouterr().err

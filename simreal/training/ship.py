@@ -1,0 +1,151 @@
+"""Shipped agents: small, self-describing copies of finished runs under ``assets/policies/``.
+
+A shipped agent is a folder that evaluation reads like any run directory: ``config.yaml`` and
+``policy.pt`` for a policy (`simreal evaluate --agent assets/policies/ppo_dr`, a study's
+``run_dir:``), or ``config.yaml`` and ``pose_estimator.pt`` for a pose estimator. Next to them,
+``trained.json`` says how it was trained: the commit, the resolved config, the env (or optimizer)
+steps, the training minutes summed from the run's own timings, the last evaluation the trainer
+logged, and the sha256 of the weights file. `ship_run` writes one from a run; `shipped_agents`
+lists a folder's. Checkpoints, TensorBoard logs and replay buffers stay behind: what ships is what
+evaluation loads (``weights_only=True``), a few MB at most.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+from typing import Any, Mapping
+
+ASSETS_DIR = pathlib.Path(__file__).resolve().parents[2] / "assets" / "policies"
+RECORD = "trained.json"
+POLICY = "policy.pt"
+
+
+class ShipError(ValueError):
+    """A run that cannot be shipped, or a shipped folder that does not describe itself."""
+
+
+def _weights_file(run_dir: pathlib.Path) -> tuple[str, pathlib.Path]:
+    from simreal.perception.estimator import EXPORT_NAME
+
+    for kind, name in (("policy", POLICY), ("pose_estimator", EXPORT_NAME)):
+        if (run_dir / name).is_file():
+            return kind, run_dir / name
+    raise ShipError(f"{run_dir}: no {POLICY} or {EXPORT_NAME} to ship (train the run to its end first)")
+
+
+def _metrics(run_dir: pathlib.Path) -> list[dict]:
+    """metrics.jsonl rows, the last one of each step kept (a resumed run logs some steps twice)."""
+    path = run_dir / "metrics.jsonl"
+    rows: dict[int, dict] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash
+            if isinstance(row, dict) and isinstance(row.get("step"), (int, float)):
+                rows[int(row["step"])] = {**rows.get(int(row["step"]), {}), **row}
+    return [rows[k] for k in sorted(rows)]
+
+
+def training_minutes(rows: list[Mapping]) -> float | None:
+    """Training wall time from the run's own per-update timings (``time/*_s``), summed; None if none."""
+    total = 0.0
+    seen = False
+    for row in rows:
+        for key, value in row.items():
+            if key.startswith("time/") and key.endswith("_s") and isinstance(value, (int, float)):
+                total += float(value)
+                seen = True
+    return round(total / 60, 1) if seen else None
+
+
+def last_eval(rows: list[Mapping]) -> dict:
+    """The last logged ``eval/*`` values and the step they were logged at."""
+    for row in reversed(rows):
+        values = {k: v for k, v in row.items() if k.startswith("eval/")}
+        if values:
+            return {"step": int(row["step"]), **values}
+    return {}
+
+
+def _sha256(path: pathlib.Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def ship_run(run_dir: str | os.PathLike, dest: str | os.PathLike, *, description: str = "",
+             extra: Mapping[str, Any] | None = None) -> dict:
+    """Copy a finished run's config and weights to ``dest`` with its ``trained.json``; returns the record."""
+    from simreal.evaluation.study import _commit
+    from simreal.training.run import RunDir
+
+    run_dir, dest = pathlib.Path(run_dir), pathlib.Path(dest)
+    if not (run_dir / "config.yaml").is_file():
+        raise ShipError(f"{run_dir}: not a run directory (no config.yaml)")
+    kind, weights = _weights_file(run_dir)
+    cfg = RunDir(run_dir, resume=True).load_config()
+    rows = _metrics(run_dir)
+    marker = run_dir / "study_cell.json"
+    cell = json.loads(marker.read_text()) if marker.is_file() else {}
+    if kind == "policy":
+        from simreal.training.export import load_export
+
+        agent = load_export(weights).get("agent")  # also refuses a damaged or non-finite export
+    else:
+        from simreal.perception.estimator import PoseEstimator
+
+        PoseEstimator.load(weights)
+        agent = "pose"
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run_dir / "config.yaml", dest / "config.yaml")
+    shutil.copyfile(weights, dest / weights.name)
+    record = {
+        "name": dest.name, "kind": kind, "description": description,
+        "agent": agent,
+        "randomization": (cfg.get("env") or {}).get("randomization"),
+        "steps": rows[-1]["step"] if rows else None,
+        "steps_budget": (cfg.get("run") or {}).get("steps"),
+        "minutes": training_minutes(rows),
+        "last_eval": last_eval(rows),
+        "commit": cell.get("commit") or _commit(),
+        "shipped": datetime.date.today().isoformat(),
+        "source": str(run_dir),
+        "weights": {"file": weights.name, "bytes": weights.stat().st_size, "sha256": _sha256(weights)},
+        "config": cfg, **dict(extra or {}),
+    }
+    (dest / RECORD).write_text(json.dumps(record, indent=2, default=str) + "\n")
+    return record
+
+
+def read_record(folder: str | os.PathLike) -> dict:
+    """A shipped folder's ``trained.json``, checked against its weights file."""
+    folder = pathlib.Path(folder)
+    path = folder / RECORD
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ShipError(f"{folder}: not a shipped agent (no {RECORD})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ShipError(f"{path}: not valid JSON ({exc})") from None
+    weights = record.get("weights") if isinstance(record, dict) else None
+    if not isinstance(weights, dict) or not isinstance(weights.get("file"), str):
+        raise ShipError(f"{path}: weights.file: missing")
+    file = folder / pathlib.Path(weights["file"]).name
+    if not file.is_file():
+        raise ShipError(f"{path}: weights.file: {file} is missing")
+    if weights.get("sha256") and _sha256(file) != weights["sha256"]:
+        raise ShipError(f"{file}: sha256 differs from {path} (the file was changed or cut short)")
+    return record
+
+
+def shipped_agents(root: str | os.PathLike = ASSETS_DIR) -> dict[str, dict]:
+    """``{folder name: record}`` of every shipped agent under ``root``, in name order."""
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        return {}
+    return {p.name: read_record(p) for p in sorted(root.iterdir()) if (p / RECORD).is_file()}

@@ -1,0 +1,91 @@
+"""`simreal demo` on the hand: shipped agents (trained.json records) evaluated by a generated study."""
+
+import json
+
+import pytest
+
+from simreal import cli
+from simreal.demo import run_hand_demo
+from simreal.training.ship import ShipError, read_record, ship_run, shipped_agents
+
+
+@pytest.fixture(scope="module")
+def agents_dir(tmp_path_factory):
+    """A tiny hand PPO and a tiny pose estimator, shipped as `assets/policies` holds them."""
+    from simreal.perception.dataset import DatasetSettings, write_dataset
+    from simreal.perception.train import CONFIG_PATH, PoseTrainer
+    from simreal.training.agents import get_agent
+    from simreal.training.config import resolve_config
+    from simreal.training.run import RunDir
+
+    root = tmp_path_factory.mktemp("shipped")
+    agent = get_agent("ppo")
+    cfg = agent.resolve_config(["tiny"], ["run.steps=64", "eval.every=0", "run.tensorboard=false", "env.nthread=1",
+                                          "env.kwargs={goal: vertical, settle_time: 0.0}"])
+    run = RunDir(root / "runs_ppo")
+    run.save_config(cfg)
+    agent.train(cfg, run, progress=False)
+    data = root / "pose_data"
+    write_dataset(data, DatasetSettings(randomization="dactyl", height=24, width=24, seed=0, shard_size=16,
+                                        antialias=0), 16, n_envs=8, progress=False)
+    pose_cfg = resolve_config(CONFIG_PATH, ["tiny"], ["run.steps=4", f"data.path={data}", "run.tensorboard=false",
+                                                      "run.torch_threads=1", "data.holdout=4"])
+    pose_run = RunDir(root / "runs_pose")
+    pose_run.save_config(pose_cfg)
+    trainer = PoseTrainer(pose_cfg, pose_run, progress=False)
+    trainer.train()
+    trainer.close()
+    shipped = root / "agents"
+    ship_run(root / "runs_ppo", shipped / "ppo_tiny", description="tiny", extra={"vision": True})
+    ship_run(root / "runs_pose", shipped / "pose_estimator")
+    return shipped
+
+
+def test_a_shipped_agent_records_how_it_was_trained(agents_dir):
+    records = shipped_agents(agents_dir)
+    assert list(records) == ["pose_estimator", "ppo_tiny"]
+    ppo = records["ppo_tiny"]
+    assert ppo["kind"] == "policy" and ppo["agent"] == "ppo" and ppo["steps"] == 64 and ppo["minutes"] >= 0
+    assert ppo["config"]["run"]["steps"] == 64 and len(ppo["weights"]["sha256"]) == 64 and ppo["vision"] is True
+    assert records["pose_estimator"]["kind"] == "pose_estimator" and records["pose_estimator"]["steps"] == 4
+    assert sorted(p.name for p in (agents_dir / "ppo_tiny").iterdir()) == ["config.yaml", "policy.pt", "trained.json"]
+
+
+def test_a_changed_weights_file_is_refused(agents_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "ppo"
+    shutil.copytree(agents_dir / "ppo_tiny", copy)
+    with open(copy / "policy.pt", "ab") as f:
+        f.write(b"x")
+    with pytest.raises(ShipError, match="sha256 differs"):
+        read_record(copy)
+    empty = tmp_path / "run"
+    empty.mkdir()
+    (empty / "config.yaml").write_text("{}\n")
+    with pytest.raises(ShipError, match="no policy.pt or pose_estimator.pt"):
+        ship_run(empty, tmp_path / "dest")
+
+
+def test_the_hand_demo_evaluates_the_shipped_agents_and_writes_the_report(agents_dir, tmp_path, capsys):
+    out = tmp_path / "demo"
+    result = run_hand_demo(out, agents_dir=agents_dir, episodes=1, max_steps=4, samples=20, progress=False,
+                           log=lambda line: None)
+    report = json.loads((out / "study" / "report.json").read_text())
+    assert [r["row"] for r in report["rows"]] == ["ppo_tiny", "ppo_tiny+vision"]
+    assert set(report["rows"][0]["settings"]) == {"nominal", "sim:hand_laggy"}
+    assert (out / "randomization" / "histograms.png").stat().st_size > 0
+    assert json.loads((out / "demo.json").read_text()) == json.loads(json.dumps(result))
+    assert result["agents"]["ppo_tiny"]["steps"] == 64 and result["verdict"]
+    # the generated study file reruns with `simreal study`, reading the cached evaluations back
+    assert cli.main(["study", str(out / "study.yaml"), "--out", str(out / "study"), "--no-train", "--quiet"]) == 0
+    assert "| ppo_tiny+vision |" in capsys.readouterr().out
+
+
+def test_hand_demo_errors_are_one_line(tmp_path, capsys):
+    assert cli.main(["demo", "--agents", str(tmp_path), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no shipped policies" in err[0]
+    assert cli.main(["demo", "--steps", "100", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--env cartpole" in err[0]
