@@ -14,3 +14,19 @@ def test_randomization_overhead_reports_its_keys(capsys, load_benchmark):
     for key in ("step_overhead_ratio", "single_env_overhead_ratio", "reset_randomize_ms", "recompile_reset_ms"):
         assert result[key] > 0
     assert result["recompiled_model_matches"] is True  # both paths did the same randomization
+
+
+def test_hand_transfer_targets_compare_dr_against_the_nominal_baseline(load_benchmark):
+    targets = load_benchmark("hand_transfer").targets
+
+    def row(name, sim, ratio):
+        return {"row": name, "settings": {"nominal": {"mean": sim}, "sim:hand_laggy": {"ratio_to_sim": ratio}}}
+
+    report = {"success_threshold": 1.0, "settings": ["nominal", "sim:hand_laggy"],
+              "rows": [row("ppo-dactyl", 12.0, 0.85), row("ppo-none", 15.0, 0.3)]}
+    met = targets(report)
+    assert met["all_met"] and met["dr_keeps_80pct"]["sim:hand_laggy"] and met["nominal_keeps_less"]["sim:hand_laggy"]
+    report["rows"][0] = row("ppo-dactyl", 0.5, 0.9)  # keeps its successes, but never learned: not met
+    assert not targets(report)["all_met"] and targets(report)["dr_learned"] is False
+    report["rows"][0] = row("ppo-dactyl", 12.0, 0.2)
+    assert targets(report)["nominal_keeps_less"]["sim:hand_laggy"] is False
