@@ -451,6 +451,19 @@ class VisualStack:
         """The textures some randomizer changes."""
         return list(self._texture_sources)
 
+    def texture_sources(self, texid: int) -> list[VisualRandomizer]:
+        """The randomizers that change texture texid, in YAML order."""
+        return list(self._texture_sources[texid])
+
+    def save_fields(self, model: mujoco.MjModel) -> dict[str, np.ndarray]:
+        """Copies of the fields `apply` writes, as ``model`` holds them now (see `restore_fields`)."""
+        return {f: getattr(model, f).copy() for f in self._nominal_fields}
+
+    @staticmethod
+    def restore_fields(model: mujoco.MjModel, saved: dict[str, np.ndarray]) -> None:
+        for field, values in saved.items():
+            getattr(model, field)[...] = values
+
     def apply(self, i: int, model: mujoco.MjModel) -> None:
         """Dress render model ``model`` (a copy of the sim's) with copy i's values; textures excepted."""
         for field, nominal in self._nominal_fields.items():

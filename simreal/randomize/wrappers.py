@@ -49,6 +49,11 @@ Differences from the hand-cube env, which steps the physics itself:
 * ``backlash.width`` is in actuator-control units (a torque or force command
   for ``motor`` actuators), not radians.
 * ``marker_freeze`` is unavailable (these envs have no motion-capture markers).
+* The ``visual`` list acts on ``env.render()``: the wrapper dresses the model
+  with this episode's camera, light and material values for the duration of
+  the call, puts them back, and applies the image effects to the frame; the
+  physics and the measured observations never see them. Textures are refused
+  (they live in the inner renderer's GL context).
 * Action noise, backlash and action delay need a ``Box`` action space with one
   finite-bounded channel per actuator; otherwise binding fails with a one-line
   error.
@@ -223,6 +228,7 @@ class RandomizedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._obs_space = obs_space
         self._check_actions(spec, model)
         self.stack = RandomizationStack(spec, self.sim, obs_space)
+        self._check_visual(spec)
         self._ids = np.zeros(1, dtype=np.int64)
         self._return = 0.0
         self._done = False
@@ -247,7 +253,37 @@ class RandomizedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
             raise spec.error(where, "action randomization needs finite action-space bounds (to normalize to [-1, 1])")
 
+    def _check_visual(self, spec: RandomizationSpec) -> None:
+        """Textures live in the inner renderer's GL context, which a wrapper cannot reach: refused by name."""
+        visual = self.stack.visual
+        for texid in visual.texture_ids:
+            source = visual.texture_sources(texid)[0]
+            raise spec.error(f"{spec.locate(source.name)}.target",
+                             "textures cannot be randomized on a wrapped env (it renders with its own GL "
+                             "context); randomize material colors (mat_rgba, geom_rgba), lights and cameras instead")
+
     # ---------------------------------------------------------------- gym API
+    def render(self):
+        """The inner env's render, drawn with this episode's visual randomization (cameras, lights, materials
+        on the model for the duration of the call, then the image effects); the physics never sees them."""
+        visual = self.stack.visual
+        if not visual:
+            return self.env.render()
+        model, data = self.sim.model, self.sim.data
+        saved = visual.save_fields(model)
+        visual.apply(0, model)
+        mujoco.mj_camlight(model, data)  # camera and light poses from the dressed model
+        try:
+            frame = self.env.render()
+        finally:
+            visual.restore_fields(model, saved)
+            mujoco.mj_camlight(model, data)
+        if isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.dtype == np.uint8:
+            frame = np.array(frame)  # the renderer may hand out its own buffer
+            camera = getattr(self.env.unwrapped, "camera_id", None)
+            visual.image_effects(0, frame[None], np.array([camera if isinstance(camera, int) and camera >= 0 else 0]))
+        return frame
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
             self.stack.seed(0, seed)

@@ -383,3 +383,32 @@ def test_adr_widens_on_a_gymnasium_env():
     lo, hi = info["adr"]["adr/mass/low"], info["adr"]["adr/mass/high"]
     assert 0.5 <= lo < 1.0 < hi <= 1.5
     assert info["adr"]["adr/updates"] == round((1.0 - lo) / 0.1) + round((hi - 1.0) / 0.1)
+
+
+def test_visual_randomization_changes_a_wrapped_env_render_and_leaves_the_model_nominal():
+    from simreal.training.envs import gym_make
+
+    def make(visual):
+        env = gym_make(CARTPOLE, (32, 32), {})
+        return wrap(env, parse_spec({"randomizers": [], "visual": visual}, "vis.yaml"), seed=0)
+
+    nominal = make([])
+    nominal.reset(seed=3)
+    base = nominal.render()
+    colors = [entry("colors", {"field": "geom_rgba", "columns": [0, 1, 2]}, {"type": "uniform", "low": 0.0,
+                                                                              "high": 1.0}, "set", per_element=True),
+              entry("lights", {"visual": "light_intensity"}, {"type": "uniform", "low": 2.0, "high": 3.0}, "set"),
+              entry("bright", {"image": "brightness"}, const(0.1), "set")]
+    env = make(colors)
+    env.reset(seed=3)
+    rgba, cam = env.sim.model.geom_rgba.copy(), env.sim.data.cam_xpos.copy()
+    frame = env.render()
+    assert frame.shape == base.shape and np.abs(frame.astype(int) - base.astype(int)).mean() > 5
+    np.testing.assert_array_equal(env.sim.model.geom_rgba, rgba)  # the model is nominal again after the render
+    np.testing.assert_array_equal(env.sim.data.cam_xpos, cam)
+    np.testing.assert_array_equal(env.render(), frame)  # the same episode draws the same values
+    env.reset(seed=4)
+    assert np.abs(env.render().astype(int) - frame.astype(int)).mean() > 0  # a new episode, new colors
+    texture = entry("tex", {"visual": "texture", "names": ["grid"]}, {"type": "uniform", "low": 0.5, "high": 1.0}, "set")
+    with pytest.raises(RandomizationError, match=r"visual\[0\] \(tex\)\.target: textures cannot be randomized on a wrapped"):
+        make([texture])
