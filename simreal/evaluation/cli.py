@@ -7,7 +7,7 @@ import json
 import pathlib
 import sys
 
-from simreal.cli import _wrap  # one help layout for every command
+from simreal.cli.common import wrap  # one help layout for every command
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -93,7 +93,7 @@ def register(sub) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     ev = sub.add_parser(
         "evaluate", help="run agents on a rig and on nominal sim: the transfer report", formatter_class=fmt,
-        description=_wrap(
+        description=wrap(
             "Run each agent (a training run directory with config.yaml and policy.pt) for N episodes on "
             "the env it was trained on at nominal physics and on a rig, with the same seeds. Every rig "
             "episode is recorded (Minari dataset in OUT/logs/AGENT; OUT/logs/AGENT.partial until every agent "
@@ -128,7 +128,7 @@ def register(sub) -> None:
 
     cal = sub.add_parser(
         "calibrate", help="fit simulator parameters to recorded rig episodes", formatter_class=fmt,
-        description=_wrap(
+        description=wrap(
             "Fit physics parameters (masses, friction, damping, gains, delays) so that simulation "
             "reproduces recorded rig episodes: the recorded actions are replayed from recorded states in "
             "short windows, and the error of the simulated observations is minimized (scipy least squares; "

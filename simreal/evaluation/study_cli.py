@@ -6,7 +6,7 @@ import argparse
 import pathlib
 import sys
 
-from simreal.cli import _wrap  # one help layout for every command
+from simreal.cli.common import wrap  # one help layout for every command
 
 DESCRIPTION = (
     "Run a sim-to-real study: every agent of the study file (any `simreal train` agent with its presets and "
@@ -64,21 +64,21 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from simreal.cli import _positive_int
+    from simreal.cli.common import positive_int
 
     parser = sub.add_parser("study", help="train agents x randomizations x seeds, evaluate on every rig, report",
-                            description=_wrap(DESCRIPTION), epilog=EPILOG,
+                            description=wrap(DESCRIPTION), epilog=EPILOG,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", help="the study YAML (shipped: studies/hand_transfer.yaml, "
                                      "studies/cartpole_transfer.yaml)")
     parser.add_argument("--out", help="output folder (default outputs/study/<the study's name>)")
-    parser.add_argument("--jobs", type=_positive_int, default=1,
+    parser.add_argument("--jobs", type=positive_int, default=1,
                         help="cells trained (and rows evaluated) in parallel processes (default 1)")
-    parser.add_argument("--steps", type=_positive_int,
+    parser.add_argument("--steps", type=positive_int,
                         help="env steps per trained cell (replaces the file's top-level steps; an agent with its own "
                              "steps keeps them)")
     parser.add_argument("--seeds", type=_seeds, help="comma-separated training seeds (replaces the file's seeds)")
-    parser.add_argument("--episodes", type=_positive_int, help="episodes per row and setting (replaces the file's)")
+    parser.add_argument("--episodes", type=positive_int, help="episodes per row and setting (replaces the file's)")
     parser.add_argument("--no-train", action="store_true", help="only evaluate; refuse if a cell is not trained")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=cmd_study)

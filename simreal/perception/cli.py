@@ -8,7 +8,7 @@ import pathlib
 import sys
 import time
 
-from simreal.cli import _positive_int, _wrap  # one help layout and one "whole number >= 1" parser
+from simreal.cli.common import positive_int, wrap  # one help layout, one "whole number >= 1"
 
 _FMT = argparse.RawDescriptionHelpFormatter
 
@@ -31,9 +31,9 @@ _zoom = _in_range(float, 1.0, 16.0, "a magnification")  # --zoom
 
 
 def _cli_error(exc: Exception):
-    from simreal.cli import CliError, _short_paths
+    from simreal.cli.common import CliError, short_paths
 
-    return CliError(_short_paths(str(exc)))
+    return CliError(short_paths(str(exc)))
 
 
 def _check_randomization(name: str) -> str:
@@ -79,13 +79,13 @@ def cmd_render_preview(args: argparse.Namespace) -> int:
 def _add_render(sub) -> None:
     render = sub.add_parser(
         "render", help="render the cameras: preview what a randomization file does", formatter_class=_FMT,
-        description=_wrap("Headless rendering of the hand-cube scene's three cameras (MUJOCO_GL=egl by default; "
+        description=wrap("Headless rendering of the hand-cube scene's three cameras (MUJOCO_GL=egl by default; "
                           "GPU EGL where present)."),
         epilog="examples:\n  simreal render preview --randomization dactyl --n 16 --out grid.png")
     render_sub = render.add_subparsers(dest="render_command", metavar="SUBCOMMAND")
     preview = render_sub.add_parser(
         "preview", help="a PNG grid of randomized three-camera views", formatter_class=_FMT,
-        description=_wrap(
+        description=wrap(
             "Start N episodes of simreal/HandCube-v0 under a randomization file (physics and the file's visual "
             "list: cameras, lights, materials, textures, image effects), episode k seeded SEED+k, and write one "
             "grid cell per episode: the three camera views side by side, as the pose estimator and a vision "
@@ -97,11 +97,11 @@ def _add_render(sub) -> None:
                "  simreal render preview --randomization none --n 1 --show-goal --out nominal.png")
     preview.add_argument("--randomization", default="dactyl", metavar="FILE",
                          help="randomization YAML, a path or a shipped name (dactyl, none, ...); default dactyl")
-    preview.add_argument("--n", type=_positive_int, default=16, help="number of randomized views (default 16)")
+    preview.add_argument("--n", type=positive_int, default=16, help="number of randomized views (default 16)")
     preview.add_argument("--out", default="outputs/preview.png", help="PNG to write (default outputs/preview.png)")
-    preview.add_argument("--height", type=_positive_int, default=128, help="pixels per camera image, height (128)")
-    preview.add_argument("--width", type=_positive_int, default=128, help="pixels per camera image, width (128)")
-    preview.add_argument("--columns", type=_positive_int, default=4, help="grid cells per row (default 4)")
+    preview.add_argument("--height", type=positive_int, default=128, help="pixels per camera image, height (128)")
+    preview.add_argument("--width", type=positive_int, default=128, help="pixels per camera image, width (128)")
+    preview.add_argument("--columns", type=positive_int, default=4, help="grid cells per row (default 4)")
     preview.add_argument("--seed", type=int, default=0, help="seed of the first view; view k uses seed+k (default 0)")
     preview.add_argument("--antialias", type=_samples, default=None,
                          help="multisamples per pixel, 0-16 (default: the scene's, 4)")
@@ -242,7 +242,7 @@ examples:
 def _add_pose(sub) -> None:
     pose = sub.add_parser(
         "pose", help="the CNN pose estimator: render a dataset, train, evaluate", formatter_class=_FMT,
-        description=_wrap("Dactyl's vision path: a CNN trained only on randomized renders of the three cameras "
+        description=wrap("Dactyl's vision path: a CNN trained only on randomized renders of the three cameras "
                           "estimates the cube's position and orientation; simreal.perception.wrapper then runs "
                           "any agent on the estimate instead of motion capture."),
         epilog=POSE_EPILOG)
@@ -251,7 +251,7 @@ def _add_pose(sub) -> None:
 
     ds = pose_sub.add_parser(
         "dataset", help="render labelled samples into resumable shards", formatter_class=_FMT,
-        description=_wrap(
+        description=wrap(
             "Render N labelled samples: the hand in a random reachable pose (each joint between its nominal "
             "angle and a uniform draw within its limits), the cube dropped in and around it with a random "
             "orientation and settled by the physics, everything randomized by FILE (physics and visual lists), "
@@ -268,19 +268,19 @@ def _add_pose(sub) -> None:
                "   # as benchmarks/pose_accuracy.py")
     ds.add_argument("--randomization", default="dactyl", metavar="FILE",
                     help="randomization YAML, a path or a shipped name (default dactyl; 'none': nominal scene)")
-    ds.add_argument("--n", type=_positive_int, required=True, help="number of samples")
+    ds.add_argument("--n", type=positive_int, required=True, help="number of samples")
     ds.add_argument("--out", required=True, help="dataset folder (created; an existing one is resumed)")
-    ds.add_argument("--height", type=_positive_int, default=64, help="pixels per camera image, height (64)")
-    ds.add_argument("--width", type=_positive_int, default=64, help="pixels per camera image, width (64)")
+    ds.add_argument("--height", type=positive_int, default=64, help="pixels per camera image, height (64)")
+    ds.add_argument("--width", type=positive_int, default=64, help="pixels per camera image, width (64)")
     ds.add_argument("--seed", type=int, default=0, help="dataset seed; sample k is seeded from (seed, k) (default 0)")
-    ds.add_argument("--shard-size", type=_positive_int, default=500, help="samples per shard file (default 500)")
+    ds.add_argument("--shard-size", type=positive_int, default=500, help="samples per shard file (default 500)")
     ds.add_argument("--antialias", type=_samples, default=4,
                     help="multisamples per pixel, 0-16 (default 4, the scene's; 0 renders 2-3x faster on CPUs)")
     ds.add_argument("--zoom", type=_zoom, default=1.0,
                     help="camera magnification, 1-16 (default 1: the scene's cameras). 1.5 shows the central 2/3 "
                          "of each view: the cube about 1.5x larger in pixels at the same resolution and cost")
-    ds.add_argument("--n-envs", type=_positive_int, default=8, help="simulation copies rendered per batch (8)")
-    ds.add_argument("--workers", type=_positive_int, default=None,
+    ds.add_argument("--n-envs", type=positive_int, default=8, help="simulation copies rendered per batch (8)")
+    ds.add_argument("--workers", type=positive_int, default=None,
                     help="rendering processes, each on its own shards (default: one per core, at most 8; "
                          "the renderer uses one core each)")
     ds.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -288,7 +288,7 @@ def _add_pose(sub) -> None:
 
     tr = pose_sub.add_parser(
         "train", help="train the pose CNN on a dataset", formatter_class=_FMT,
-        description=_wrap(
+        description=wrap(
             "Train the pose CNN (simreal/perception/model.py: a convolutional trunk shared by the three cameras, "
             "spatial softmax keypoints, a fused head predicting position and a unit quaternion; the orientation "
             "loss, sin of half the angle (optim.loss: distance) or its square (squared), does not care about the "
@@ -324,7 +324,7 @@ def _add_pose(sub) -> None:
 
     ev = pose_sub.add_parser(
         "eval", help="position (mm) and orientation (degrees) errors as JSON", formatter_class=_FMT,
-        description=_wrap(
+        description=wrap(
             "Evaluate an estimator: median, 90th percentile and mean position error (mm) and orientation error "
             "(degrees, the angle of the rotation between estimate and truth). Without --data it renders two "
             "held-out sets at the estimator's resolution, seeded away from training data (--seed): "
@@ -338,7 +338,7 @@ def _add_pose(sub) -> None:
                     help="pose_estimator.pt, or the run directory holding it")
     ev.add_argument("--data", action="append", metavar="DIR",
                     help="evaluate on this dataset folder instead (repeatable; keys are the folder names)")
-    ev.add_argument("--n", type=_positive_int, default=500, help="samples per rendered held-out set (default 500)")
+    ev.add_argument("--n", type=positive_int, default=500, help="samples per rendered held-out set (default 500)")
     ev.add_argument("--seed", type=int, default=1_000_000,
                     help="seed of the rendered held-out sets (default 1000000; training sets use small seeds)")
     ev.add_argument("--cache", metavar="DIR", help="where the rendered held-out sets go")

@@ -8,7 +8,7 @@ import os
 import pathlib
 import signal
 
-from simreal.cli import _wrap  # one help layout for every command
+from simreal.cli.common import wrap  # one help layout for every command
 
 DEFAULT_TOKEN_FILE = "~/.config/simreal/rig_token"
 
@@ -18,7 +18,7 @@ RIG_HELP = ("a rig: sim:REALITY or REALITY (a shipped reality such as hand_laggy
 
 
 def _cli_error(exc: Exception):
-    from simreal.cli import CliError
+    from simreal.cli.common import CliError
 
     return CliError(" ".join(str(exc).split()))
 
@@ -292,7 +292,7 @@ def register(sub) -> None:
     rig = sub.add_parser(
         "rig", help="rigs: held-out simulated robots, recorded logs and real hardware behind one interface",
         formatter_class=fmt,
-        description=_wrap(
+        description=wrap(
             "Rigs have the observation and action spaces of the env a policy was trained on, a control "
             "period and a safety layer (joint limits, a maximum change per step, a watchdog, an emergency "
             "stop). List the shipped held-out realities, inspect a rig, serve one over the network bridge "
@@ -306,14 +306,14 @@ def register(sub) -> None:
     rig_sub = rig.add_subparsers(dest="rig_command", metavar="SUBCOMMAND")
 
     lst = rig_sub.add_parser("list", help="the shipped realities (held-out simulated rigs)", formatter_class=fmt,
-                             description=_wrap("Print every reality in rigs/realities/: its default env and what "
+                             description=wrap("Print every reality in rigs/realities/: its default env and what "
                                                "it changes. Use one as RIG with sim:NAME."),
                              epilog="example:\n  simreal rig list")
     lst.set_defaults(func=cmd_rig_list)
 
     info = rig_sub.add_parser(
         "info", help="a rig's spaces, timing, command limits, safety and (sim) reality values", formatter_class=fmt,
-        description=_wrap("Open a rig and print what it is: kind, env, control period, observation and action "
+        description=wrap("Open a rig and print what it is: kind, env, control period, observation and action "
                           "spaces, command channels with their limits, safety settings; a simulated rig lists its "
                           "reality's values, a recorded dataset its episodes."),
         epilog="examples:\n"
@@ -329,7 +329,7 @@ def register(sub) -> None:
 
     serve = rig_sub.add_parser(
         "serve", help="serve a rig over the network bridge (ZeroMQ, token-checked)", formatter_class=fmt,
-        description=_wrap(
+        description=wrap(
             "Run a bridge server in front of a rig, for clients that open tcp://HOST:PORT (RemoteRig). "
             "Binds 127.0.0.1 unless --host says otherwise. Every message must carry the shared token read "
             "from --token-file (a new random token is written there, readable by you only, if the file does "
@@ -371,7 +371,7 @@ def register(sub) -> None:
 
     rec = rig_sub.add_parser(
         "record", help="run a policy on a rig for N episodes and record them (Minari dataset)", formatter_class=fmt,
-        description=_wrap(
+        description=wrap(
             "Run a policy on a rig and record every episode (observations, the post-safety actions and "
             "commands, the raw policy outputs, rewards, infos, safety flags, ground-truth state of simulated "
             "rigs) into a Minari dataset folder, flushed episode by episode. --policy is a training run "

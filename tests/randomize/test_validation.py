@@ -243,12 +243,12 @@ def test_domain_table_names_model_fields(hand):
 
 
 def test_hand_realities_bind():
-    from simreal import cli
+    from simreal.randomize.sampling import bind_to_env
     from simreal.rigs.sim import list_realities, load_reality
 
     names = [n for n in list_realities() if n.startswith("hand")]
     assert names
     for name in names:
-        stack = cli.bind_randomization(load_reality(name).spec, "simreal/HandCube-v0")
+        stack = bind_to_env(load_reality(name).spec, "simreal/HandCube-v0")
         stack.seed(0, 0)
         stack.on_reset(np.array([0]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from simreal.cli import _wrap  # one help layout for every command
+from simreal.cli.common import wrap  # one help layout for every command
 
 DESCRIPTION = (
     "Train recurrent PPO with an asymmetric critic: an LSTM actor on what the robot measures and a critic "
@@ -73,7 +73,7 @@ def register_train(train_sub) -> None:
     from simreal.training.cli_args import add_train_arguments
 
     parser = train_sub.add_parser("ppo", help="recurrent PPO with an asymmetric critic (Dactyl's learner)",
-                                  description=_wrap(DESCRIPTION), epilog=EPILOG,
+                                  description=wrap(DESCRIPTION), epilog=EPILOG,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     add_train_arguments(parser, presets_help="tiny, cartpole, hand_cube, dactyl, feedforward")
     parser.set_defaults(func=cmd_train_ppo)

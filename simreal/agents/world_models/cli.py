@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from simreal.cli import _wrap  # one help layout for every command
+from simreal.cli.common import wrap  # one help layout for every command
 
 PRESETS_HELP = {
     "dreamer": "versions: dreamer_v1, dreamer_v2, dreamer_v3 (the default); sizes: tiny, micro, xs, small "
@@ -100,7 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from simreal.agents.world_models.config import agent_name
     from simreal.agents.world_models.dreamer import TrainingDiverged
     from simreal.agents.world_models.trainer import train
-    from simreal.cli import CliError
+    from simreal.cli.common import CliError
     from simreal.training.cli_args import prepare_run
 
     agent = args.agent
@@ -133,6 +133,6 @@ def register_train(train_sub) -> None:
 
     for agent in ("dreamer", "planet", "dreaming"):
         parser = train_sub.add_parser(agent, help=HELPS[agent], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                      description=_wrap(DESCRIPTIONS[agent]), epilog=EPILOGS[agent])
+                                      description=wrap(DESCRIPTIONS[agent]), epilog=EPILOGS[agent])
         add_train_arguments(parser, presets_help=PRESETS_HELP[agent])
         parser.set_defaults(func=cmd_train)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from simreal.cli import _wrap  # one help layout for every command
+from simreal.cli.common import wrap  # one help layout for every command
 
 STAGE_PRESETS = ("collect_only", "vae_only", "mdn_rnn_only", "controller_only", "all_stages")
 
@@ -107,6 +107,6 @@ def register_train(train_sub) -> None:
 
     parser = train_sub.add_parser(
         "worldmodels", help="Ha & Schmidhuber's World Models: VAE, MDN-RNN, CMA-ES controller (staged)",
-        formatter_class=argparse.RawDescriptionHelpFormatter, description=_wrap(DESCRIPTION), epilog=EPILOG)
+        formatter_class=argparse.RawDescriptionHelpFormatter, description=wrap(DESCRIPTION), epilog=EPILOG)
     add_train_arguments(parser, presets_help="see the list below")
     parser.set_defaults(func=cmd_train_worldmodels)
