@@ -29,6 +29,7 @@ import mujoco
 import numpy as np
 
 from simreal.randomize.spec import RandomizationSpec
+from simreal.utils.keys import STATE_KEY
 
 
 @dataclasses.dataclass
@@ -143,9 +144,9 @@ class HandReplay:
         return dict(self._groups)
 
     def features(self, observations: dict[str, np.ndarray]) -> np.ndarray:
-        if "state" not in observations:
-            raise ValueError("hand-cube calibration needs the privileged 'state' key in the recorded observations")
-        state = np.asarray(observations["state"], dtype=np.float64)
+        if STATE_KEY not in observations:
+            raise ValueError(f"hand-cube calibration needs the privileged {STATE_KEY!r} key in the recorded observations")
+        state = np.asarray(observations[STATE_KEY], dtype=np.float64)
         return np.concatenate([state[..., self.layout[g]] for g in self.GROUPS], axis=-1)
 
     def _sim_for(self, n: int):

@@ -42,13 +42,13 @@ from simreal.utils.rotations import (
     rotation_angle,
 )
 from simreal.utils.seeding import make_rng
+from simreal.utils.keys import STATE_KEY
 
 GoalMode = Literal["full", "vertical"]
 ActionMode = Literal["continuous", "discrete"]
 ControlMode = Literal["relative", "absolute"]
 
 POLICY_KEYS = ("fingertip_pos", "object_pos", "object_quat", "goal_quat", "relative_quat", "last_action")
-STATE_KEY = "state"
 CAMERAS_KEY = "cameras"  # with camera_obs=(h, w): the three camera images, (3, h, w, 3) uint8
 
 

@@ -17,7 +17,9 @@ import numpy as np
 
 
 @dataclasses.dataclass
-class EpisodeResult:
+class EpisodeMetrics:
+    """The metrics of one episode, computed from a rig's `simreal.rigs.EpisodeResult` (rewards and infos)."""
+
     ret: float
     length: int
     successes: int | None = None        # consecutive successes at the end (hand-cube info)
@@ -44,10 +46,10 @@ class Summary:
                 for k, v in dataclasses.asdict(self).items()}
 
 
-def episode_metrics(rewards: np.ndarray, infos: dict[str, np.ndarray], control_dt: float) -> EpisodeResult:
+def episode_metrics(rewards: np.ndarray, infos: dict[str, np.ndarray], control_dt: float) -> EpisodeMetrics:
     """An episode's metrics from its per-step rewards and scalar infos (as `simreal.rigs.run_episode` gives)."""
     rewards = np.asarray(rewards, dtype=float)
-    out = EpisodeResult(float(rewards.sum()), int(len(rewards)))
+    out = EpisodeMetrics(float(rewards.sum()), int(len(rewards)))
     succ = infos.get("consecutive_successes")
     if succ is not None and len(succ):
         out.successes = int(succ[-1])
@@ -59,7 +61,7 @@ def episode_metrics(rewards: np.ndarray, infos: dict[str, np.ndarray], control_d
     return out
 
 
-def summarize(results: Iterable[EpisodeResult]) -> Summary:
+def summarize(results: Iterable[EpisodeMetrics]) -> Summary:
     results = list(results)
     if not results:
         raise ValueError("no episodes to summarize")

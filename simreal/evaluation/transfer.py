@@ -14,7 +14,7 @@ import dataclasses
 import pathlib
 from typing import Any, Callable
 
-from simreal.evaluation.metrics import EpisodeResult, Summary, episode_metrics, gap, summarize
+from simreal.evaluation.metrics import EpisodeMetrics, Summary, episode_metrics, gap, summarize
 
 
 @dataclasses.dataclass
@@ -136,7 +136,7 @@ def _rows(runs: list[AgentRun], policies: dict[str, Any], pose_estimator) -> lis
 def run_setting(spec: str, env: dict[str, Any], policy, episodes: int, *, max_steps: int | None = None,
                 record_to: str | pathlib.Path | None = None, tags: dict[str, Any] | None = None,
                 rig_kwargs: dict[str, Any] | None = None,
-                progress: bool = False) -> tuple[Any, list, list[EpisodeResult]]:
+                progress: bool = False) -> tuple[Any, list, list[EpisodeMetrics]]:
     """Open the rig ``spec`` for an agent's env (``AgentRun.rig_env`` plus ``seed``: episode i is seeded
     seed + i), run ``episodes`` episodes (recorded to ``record_to`` when given) and close it.
 

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import fnmatch
+from typing import Sequence
+
 import numpy as np
 
 from simreal.randomize.spec import Randomizer, RandomizationSpec
 from simreal.randomize.streams import CopyStreams
+
+
+def match_names(names: Sequence[str], patterns: Sequence[str] | None) -> np.ndarray:
+    """Indices of the names that match any of the glob patterns (case-sensitive), in name order; every
+    index when patterns is None. The one name selector of every randomizer family."""
+    if patterns is None:
+        return np.arange(len(names))
+    return np.array([i for i, n in enumerate(names) if any(fnmatch.fnmatchcase(n, p) for p in patterns)],
+                    dtype=np.int64)
 
 OPERATIONS = {
     "set": lambda nominal, x: np.broadcast_to(x, np.broadcast_shapes(np.shape(nominal), np.shape(x))).copy(),

@@ -17,8 +17,9 @@ import numpy as np
 
 from simreal.randomize.base import OPERATIONS, BoundRandomizer
 from simreal.utils.rotations import quat_canonical, quat_from_rotvec, quat_mul
+from simreal.utils.keys import STATE_KEY
 
-PRIVILEGED_KEYS = ("state",)
+PRIVILEGED_KEYS = (STATE_KEY,)
 
 
 class ObservationNoise(BoundRandomizer):

@@ -21,7 +21,6 @@ domain it could leave: use a truncnormal with bounds inside the domain.
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from dataclasses import dataclass
 
@@ -29,7 +28,7 @@ import mujoco
 import mujoco.batch
 import numpy as np
 
-from simreal.randomize.base import OPERATIONS, BoundRandomizer
+from simreal.randomize.base import OPERATIONS, BoundRandomizer, match_names
 
 # field prefix -> MuJoCo object type whose names select rows
 _PREFIX_OBJ = (
@@ -166,8 +165,7 @@ class FieldRandomizer(BoundRandomizer):
         if target.names is not None:
             if not names:
                 raise file.error(f"{file.locate(spec.name)}.target.names", f"the rows of {field!r} have no names; omit 'names'")
-            rows = np.array([i for i, n in enumerate(names) if any(fnmatch.fnmatchcase(n, p) for p in target.names)],
-                            dtype=np.int64)
+            rows = match_names(names, target.names)
             if rows.size == 0:
                 sample = ", ".join(n for n in names[:8] if n)
                 raise file.error(f"{file.locate(spec.name)}.target.names",

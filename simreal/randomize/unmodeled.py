@@ -33,22 +33,14 @@ Robot commands stay inside the actuator control range whatever the effects do.
 
 from __future__ import annotations
 
-import fnmatch
 
 import numpy as np
 from scipy import special
 
-from simreal.randomize.base import OPERATIONS, BoundRandomizer
+from simreal.randomize.base import OPERATIONS, BoundRandomizer, match_names
 from simreal.randomize.distributions import open_unit
 from simreal.randomize.spec import EFFECT_PARAMS
 from simreal.randomize.streams import CopyStreams
-
-
-def _select(names: list[str], patterns: list[str] | None) -> np.ndarray:
-    if patterns is None:
-        return np.arange(len(names))
-    return np.array([i for i, n in enumerate(names) if any(fnmatch.fnmatchcase(n, p) for p in patterns)],
-                    dtype=np.int64)
 
 
 def actuator_names(model) -> list[str]:
@@ -59,7 +51,7 @@ def actuator_names(model) -> list[str]:
 class ActionNoise(BoundRandomizer):
     def __init__(self, spec, file, sim):
         names = actuator_names(sim.model)
-        channels = _select(names, None if spec.target.action == "all" else spec.target.action)
+        channels = match_names(names, None if spec.target.action == "all" else spec.target.action)
         if channels.size == 0:
             raise file.error(f"{file.locate(spec.name)}.target.action",
                              f"no actuator matches {spec.target.action} (actuators include: {', '.join(names[:5])}, ...)")
@@ -79,7 +71,7 @@ class EffectParam(BoundRandomizer):
     def __init__(self, spec, file, effect: "Effect"):
         self.effect = effect
         self.param = spec.target.param
-        elements = _select(effect.element_names, spec.target.names)
+        elements = match_names(effect.element_names, spec.target.names)
         if elements.size == 0:
             sample = ", ".join(effect.element_names[:6])
             raise file.error(f"{file.locate(spec.name)}.target.names",

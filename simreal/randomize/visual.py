@@ -28,12 +28,10 @@ image noise in units of the image's own standard deviation.
 
 from __future__ import annotations
 
-import fnmatch
-
 import mujoco
 import numpy as np
 
-from simreal.randomize.base import OPERATIONS, BoundRandomizer
+from simreal.randomize.base import OPERATIONS, BoundRandomizer, match_names
 from simreal.randomize.physics import _row_names
 from simreal.randomize.spec import (
     TEXTURE_PATTERNS,
@@ -74,11 +72,7 @@ def _select(spec: Randomizer, file: RandomizationSpec, model: mujoco.MjModel, ki
     """Ids of the objects of kind whose names match the target's globs (all if none given)."""
     names = object_names(model, kind)
     patterns = spec.target.names
-    if patterns is None:
-        ids = np.arange(len(names))
-    else:
-        ids = np.array([i for i, n in enumerate(names) if any(fnmatch.fnmatchcase(n, p) for p in patterns)],
-                       dtype=np.int64)
+    ids = match_names(names, patterns)
     if ids.size == 0:
         shown = ", ".join(n for n in names[:10] if n) or "none"
         what = f"matches {patterns}" if patterns is not None else "exists"
@@ -155,10 +149,7 @@ class VisualField(VisualRandomizer):
         full = getattr(model, field)
         full = full.reshape(full.shape[0], -1)
         names = _row_names(model, field, full.shape[0])
-        rows = np.arange(full.shape[0])
-        if target.names is not None:
-            rows = np.array([i for i, n in enumerate(names) if any(fnmatch.fnmatchcase(n, p) for p in target.names)],
-                            dtype=np.int64)
+        rows = match_names(names, target.names)
         if rows.size == 0:
             shown = ", ".join(n for n in names[:10] if n) or "none"
             raise file.error(f"{where}.names", f"no object of {field!r} matches {target.names} (names: {shown})")

@@ -23,8 +23,9 @@ import gymnasium as gym
 import numpy as np
 
 from simreal.registration import HAND_CUBE_ID
+from simreal.utils.keys import IMAGE_KEY, STATE_KEY
 
-PRIVILEGED_KEY = "state"  # the hand-cube env's privileged simulator state (for asymmetric critics)
+PRIVILEGED_KEY = STATE_KEY  # the hand-cube env's privileged simulator state (for asymmetric critics)
 
 
 class ActionRepeat(gym.Wrapper):
@@ -202,7 +203,7 @@ def split_keys(space: gym.spaces.Dict, actor_keys: list[str] | None = None,
         for key in given or []:
             if key not in space.spaces:
                 raise ValueError(f"{name}: observation key {key!r} not in the env's keys {keys}")
-    actor = list(actor_keys) if actor_keys else [k for k in keys if k not in (PRIVILEGED_KEY, "image")]
+    actor = list(actor_keys) if actor_keys else [k for k in keys if k not in (PRIVILEGED_KEY, IMAGE_KEY)]
     critic = list(critic_keys) if critic_keys else ([PRIVILEGED_KEY] if PRIVILEGED_KEY in space.spaces else actor)
     if not actor:
         raise ValueError(f"no actor observation keys left among {keys}; name them with actor_keys")

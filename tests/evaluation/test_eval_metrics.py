@@ -3,7 +3,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from simreal.evaluation import EpisodeResult, episode_metrics, gap, markdown, summarize, write_report
+from simreal.evaluation import EpisodeMetrics, episode_metrics, gap, markdown, summarize, write_report
 
 
 def test_episode_metrics_read_successes_drops_and_time_to_goal():
@@ -22,8 +22,8 @@ def test_episode_metrics_read_successes_drops_and_time_to_goal():
 
 
 def test_summary_and_gap():
-    sim = summarize([EpisodeResult(10, 10, 3, False, 0.2), EpisodeResult(20, 10, 5, False, 0.4)])
-    rig = summarize([EpisodeResult(4, 5, 1, True, 0.6), EpisodeResult(6, 5, 0, True, None)])
+    sim = summarize([EpisodeMetrics(10, 10, 3, False, 0.2), EpisodeMetrics(20, 10, 5, False, 0.4)])
+    rig = summarize([EpisodeMetrics(4, 5, 1, True, 0.6), EpisodeMetrics(6, 5, 0, True, None)])
     assert (sim.successes_median, sim.successes_max, sim.drop_rate) == (4.0, 5.0, 0.0)
     assert rig.reached_goal_rate == 0.5 and rig.time_to_goal_median == 0.6
     g = gap(sim, rig)
@@ -31,9 +31,9 @@ def test_summary_and_gap():
 
 
 def test_report_files(tmp_path):
-    sim = summarize([EpisodeResult(10, 10, 3, False, 0.2)])
-    rig = summarize([EpisodeResult(4, 5, 1, True, 0.6)])
-    ep = [dataclasses.asdict(EpisodeResult(10, 10, 3, False, 0.2))]
+    sim = summarize([EpisodeMetrics(10, 10, 3, False, 0.2)])
+    rig = summarize([EpisodeMetrics(4, 5, 1, True, 0.6)])
+    ep = [dataclasses.asdict(EpisodeMetrics(10, 10, 3, False, 0.2))]
     agent = {"name": "ppo-dr", "randomization": "dactyl", "sim": sim.to_json(), "rig": rig.to_json(),
              "gap": gap(sim, rig), "episodes": {"sim": ep, "rig": ep}}
     report = {"rig": {"name": "hand_heavy", "kind": "sim"}, "episodes": 1, "seed": 0,

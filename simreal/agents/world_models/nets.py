@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from simreal.agents.world_models.distributions import TwoHot, UnitGaussian, symexp, symexp_bins, symlog
+from simreal.utils.keys import STATE_KEY
 
 Tensor = torch.Tensor
 
@@ -155,7 +156,7 @@ class ObsLayout:
     def from_space(cls, space, keys: Sequence[str] | None) -> "ObsLayout":
         """Layout of a gymnasium Dict space; ``keys=None`` takes every key except the privileged ``state``."""
         available = list(space.spaces)
-        chosen = list(keys) if keys else [k for k in available if k != "state"]
+        chosen = list(keys) if keys else [k for k in available if k != STATE_KEY]
         vector, sizes, image, image_shape = [], [], None, None
         for key in chosen:
             if key not in space.spaces:

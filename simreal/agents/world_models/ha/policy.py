@@ -19,9 +19,9 @@ from torch import nn
 from simreal.agents.world_models.ha.controller import LinearController
 from simreal.agents.world_models.ha.vae import VAEEncoder, check_image_shape
 from simreal.agents.world_models.nets import ActionSpec
+from simreal.utils.keys import IMAGE_KEY
 
 AGENT_NAME = "worldmodels"
-IMAGE_KEY = "image"
 Tensor = torch.Tensor
 LSTMState = tuple[Tensor, Tensor]
 
