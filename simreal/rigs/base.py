@@ -56,6 +56,8 @@ from typing import Any, Mapping, Sequence
 import gymnasium as gym
 import numpy as np
 
+from simreal.utils import spaces
+
 KINDS = ("sim", "real", "replay")
 
 
@@ -328,39 +330,19 @@ class RigInfo:
 
 
 def space_to_data(space: gym.Space) -> dict:
-    """A space as plain data, in Minari's serialization (``minari.serialization.serialize_space``)."""
-    if isinstance(space, gym.spaces.Box):
-        return {"type": "Box", "dtype": str(space.dtype), "shape": list(space.shape),
-                "low": space.low.tolist(), "high": space.high.tolist()}
-    if isinstance(space, gym.spaces.Discrete):
-        return {"type": "Discrete", "dtype": "int64", "start": int(space.start), "n": int(space.n)}
-    if isinstance(space, gym.spaces.MultiDiscrete):
-        return {"type": "MultiDiscrete", "dtype": str(space.dtype), "nvec": space.nvec.tolist(),
-                "start": space.start.tolist()}
-    if isinstance(space, gym.spaces.Dict):
-        return {"type": "Dict", "subspaces": {k: space_to_data(s) for k, s in space.spaces.items()}}
-    raise RigError(f"cannot describe a {type(space).__name__} space (Box, Discrete, MultiDiscrete, Dict)")
+    """`simreal.utils.spaces.space_to_data` (Minari's form), its refusal as a `RigError`."""
+    try:
+        return spaces.space_to_data(space)
+    except spaces.SpaceFormatError as exc:
+        raise RigError(str(exc)) from None
 
 
 def space_from_data(data: Mapping | str) -> gym.Space:
-    """The space `space_to_data` (or Minari) described; accepts its JSON string too."""
-    import json
-
-    data = json.loads(data) if isinstance(data, str) else data
-    kind = data.get("type") if isinstance(data, Mapping) else None
-    if kind == "Box":
-        dtype = np.dtype(data["dtype"])
-        return gym.spaces.Box(np.asarray(data["low"], dtype), np.asarray(data["high"], dtype),
-                              tuple(data["shape"]), dtype)
-    if kind == "Discrete":
-        return gym.spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
-    if kind == "MultiDiscrete":
-        nvec = np.asarray(data["nvec"], np.int64)
-        return gym.spaces.MultiDiscrete(nvec, dtype=data.get("dtype", "int64"),
-                                        start=np.asarray(data.get("start", np.zeros_like(nvec)), np.int64))
-    if kind == "Dict":
-        return gym.spaces.Dict({k: space_from_data(v) for k, v in data["subspaces"].items()})
-    raise RigError(f"unknown space description {kind!r}")
+    """`simreal.utils.spaces.space_from_data` (a JSON string too), its refusal as a `RigError`."""
+    try:
+        return spaces.space_from_data(data)
+    except spaces.SpaceFormatError as exc:
+        raise RigError(str(exc)) from None
 
 
 def action_bounds(space: gym.Space) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ An export is a ``torch.save`` dict that loads with ``weights_only=True``::
     {"format": "simreal-policy", "version": 1,
      "agent": "ppo",                       # which network builder reads it
      "config": {...},                      # the network's config (plain data)
-     "observation_space": {...}, "action_space": {...},   # space_to_dict
+     "observation_space": {...}, "action_space": {...},   # simreal.utils.spaces
      "weights": {name: tensor}, "extra": {...}}          # e.g. normalizer statistics
 
 A rig loads it with `load_export` and the agent's own ``policy_from_export``
@@ -23,43 +23,14 @@ import pathlib
 from typing import Any, Mapping
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 from simreal.training.finite import NonFiniteError, non_finite_tensor
 from simreal.training.run import RunDirError, load_weights_only
+from simreal.utils.spaces import space_from_data, space_to_data
 
 FORMAT = "simreal-policy"
 VERSION = 1
-
-
-def space_to_dict(space: gym.Space) -> dict:
-    """A Box, Discrete, MultiDiscrete or Dict space as plain data."""
-    if isinstance(space, gym.spaces.Dict):
-        return {"type": "Dict", "spaces": {k: space_to_dict(s) for k, s in space.spaces.items()}}
-    if isinstance(space, gym.spaces.Box):
-        return {"type": "Box", "low": np.asarray(space.low).tolist(), "high": np.asarray(space.high).tolist(),
-                "shape": list(space.shape), "dtype": str(space.dtype)}
-    if isinstance(space, gym.spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
-    if isinstance(space, gym.spaces.MultiDiscrete):
-        return {"type": "MultiDiscrete", "nvec": np.asarray(space.nvec).tolist()}
-    raise TypeError(f"cannot export a {type(space).__name__} space")
-
-
-def space_from_dict(data: Mapping) -> gym.Space:
-    kind = data.get("type")
-    if kind == "Dict":
-        return gym.spaces.Dict({k: space_from_dict(v) for k, v in data["spaces"].items()})
-    if kind == "Box":
-        dtype = np.dtype(data["dtype"])
-        return gym.spaces.Box(np.asarray(data["low"], dtype), np.asarray(data["high"], dtype),
-                              tuple(data["shape"]), dtype)
-    if kind == "Discrete":
-        return gym.spaces.Discrete(data["n"], start=data.get("start", 0))
-    if kind == "MultiDiscrete":
-        return gym.spaces.MultiDiscrete(np.asarray(data["nvec"], np.int64))
-    raise ValueError(f"unknown space type {kind!r} in export")
 
 
 def save_export(path: str | os.PathLike, agent: str, config: Mapping, observation_space: gym.Space,
@@ -73,7 +44,7 @@ def save_export(path: str | os.PathLike, agent: str, config: Mapping, observatio
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT, "version": VERSION, "agent": agent, "config": dict(config),
-        "observation_space": space_to_dict(observation_space), "action_space": space_to_dict(action_space),
+        "observation_space": space_to_data(observation_space), "action_space": space_to_data(action_space),
         "weights": {k: v.detach().cpu().clone() for k, v in weights.items()}, "extra": dict(extra or {}),
     }
     tmp = path.with_name(path.name + ".tmp")
@@ -96,6 +67,6 @@ def load_export(path: str | os.PathLike, agent: str | None = None) -> dict:
     if bad is not None:
         raise NonFiniteError(f"{path}: weight {bad[0]!r} holds {bad[1]}; refusing a policy with non-finite "
                              "weights (its training diverged)")
-    data["observation_space"] = space_from_dict(data["observation_space"])
-    data["action_space"] = space_from_dict(data["action_space"])
+    data["observation_space"] = space_from_data(data["observation_space"])
+    data["action_space"] = space_from_data(data["action_space"])
     return data

@@ -10,7 +10,8 @@ import torch
 
 from simreal.training.config import ConfigError, from_dict, parse_override, resolve_config
 from simreal.training.envs import make_training_env, split_keys
-from simreal.training.export import load_export, save_export, space_from_dict, space_to_dict
+from simreal.training.export import load_export, save_export
+from simreal.utils.spaces import space_from_data, space_to_data
 from simreal.training.logger import Logger, read_metrics
 from simreal.training.run import (RunDir, RunDirError, capture_global_rng, generator_state, restore_generator,
                                   restore_global_rng)
@@ -134,7 +135,13 @@ def test_logger_writes_tensorboard_events(tmp_path):
 def test_spaces_round_trip_and_export_checks_format(tmp_path):
     space = gym.spaces.Dict({"a": gym.spaces.Box(-1, 1, (3,), np.float32), "b": gym.spaces.Discrete(4),
                              "c": gym.spaces.MultiDiscrete([11, 11])})
-    assert space_from_dict(space_to_dict(space)) == space
+    assert space_from_data(space_to_data(space)) == space
+    # an export written before the spaces had one serializer (a Dict's members under "spaces") still loads
+    old = {"type": "Dict", "spaces": {"a": {"type": "Box", "low": [-1.0] * 3, "high": [1.0] * 3, "shape": [3],
+                                            "dtype": "float32"}, "b": {"type": "Discrete", "n": 4, "start": 0}}}
+    assert space_from_data(old) == gym.spaces.Dict({"a": space["a"], "b": space["b"]})
+    with pytest.raises(ValueError, match="invalid Box space description"):
+        space_from_data({"type": "Box", "low": [0.0]})
     path = save_export(tmp_path / "policy.pt", "ppo", {"hidden": 8}, space, space["c"], {"w": torch.ones(2)})
     data = load_export(path, agent="ppo")
     assert data["observation_space"] == space and data["config"] == {"hidden": 8}

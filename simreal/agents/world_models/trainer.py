@@ -37,7 +37,7 @@ from simreal.agents.world_models.nets import ActionSpec, ObsLayout
 from simreal.agents.world_models.replay import SequenceReplay
 from simreal.agents.world_models.world_model import Batch
 from simreal.training.config import ConfigError
-from simreal.training.export import space_to_dict
+from simreal.utils.spaces import canonical, space_to_data
 from simreal.training.finite import (NonFiniteError, PhysicsDiverged, all_finite, check_observations, check_rewards,
                                      check_state_dict, checkpoint_note)
 from simreal.training.logger import Logger, MetricAverager
@@ -89,9 +89,10 @@ def replay_fields(layout: ObsLayout, observation_space, spec: ActionSpec) -> dic
 
 def check_spaces(saved: Mapping[str, Any], observation_space, action_space, where: str) -> None:
     """One-line error when a checkpoint's spaces differ from the env's."""
-    current = {"observation": space_to_dict(observation_space), "action": space_to_dict(action_space)}
+    current = {"observation": space_to_data(observation_space), "action": space_to_data(action_space)}
+    saved = {k: canonical(saved[k]) for k in ("observation", "action")}  # a checkpoint of any earlier form
     if saved["observation"] != current["observation"]:
-        old, new = saved["observation"]["spaces"], current["observation"]["spaces"]
+        old, new = saved["observation"]["subspaces"], current["observation"]["subspaces"]
         diff = sorted(set(old) ^ set(new))
         if diff:
             detail = f"keys {sorted(old)} in the checkpoint, {sorted(new)} from the env"
@@ -166,8 +167,8 @@ class Trainer:
 
     # ------------------------------------------------------------ checkpoints
     def _spaces(self) -> dict:
-        return {"observation": space_to_dict(self.env.observation_space),
-                "action": space_to_dict(self.env.action_space)}
+        return {"observation": space_to_data(self.env.observation_space),
+                "action": space_to_data(self.env.action_space)}
 
     def checkpoint(self) -> None:
         agent = self.agent.training_state()

@@ -64,7 +64,7 @@ from simreal.agents.world_models.ha.vae import ConvVAE, check_image_shape, to_fl
 from simreal.agents.world_models.ha.workers import WorkerPool, WorkerSpec, make_env
 from simreal.agents.world_models.nets import ActionSpec
 from simreal.training.config import ConfigError
-from simreal.training.export import space_to_dict
+from simreal.utils.spaces import canonical, space_to_data
 from simreal.training.finite import (NonFiniteError, all_finite, check_scalars, check_state_dict, checkpoint_note,
                                      first_non_finite, fmt)
 from simreal.training.logger import Logger, MetricAverager
@@ -137,7 +137,7 @@ class Trainer:
 
     # ------------------------------------------------------------ checkpoints
     def _spaces(self) -> dict:
-        return {"observation": space_to_dict(self.observation_space), "action": space_to_dict(self.action_space)}
+        return {"observation": space_to_data(self.observation_space), "action": space_to_data(self.action_space)}
 
     def _seconds(self) -> float:
         return self._seconds_base + time.perf_counter() - self._t_start
@@ -163,7 +163,7 @@ class Trainer:
         self.run_dir.save_checkpoint(state, c.saves, keep=self.wc.run.keep_checkpoints)
 
     def _restore(self, state: Mapping[str, Any], where: str) -> None:
-        if state["spaces"] != self._spaces():
+        if {k: canonical(v) for k, v in state["spaces"].items()} != self._spaces():
             raise RunDirError(f"{where}: the env's spaces differ from the checkpoint's (observation "
                               f"{state['spaces']['observation']}, action {state['spaces']['action']} saved)")
         self.counters = Counters(**state["counters"])
