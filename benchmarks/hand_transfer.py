@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     from simreal.evaluation.study import load_study, plan_cells, run_study, with_settings
-    from simreal.training.ship import ASSETS_DIR, ship_run
+    from simreal.evaluation.shipped import ASSETS_DIR, ship_run
 
     study = with_settings(load_study(args.study), steps=args.steps, episodes=args.episodes)
     start = time.perf_counter()

@@ -6,7 +6,7 @@ The hand (default, `run_hand_demo`):
    and visuals) is checked, copied to ``OUT/randomization.yaml`` and sampled 1000 times
    (``OUT/randomization/histograms.png``).
 2. **Agents.** The agents shipped under ``assets/policies/`` (each folder a finished run with its
-   ``trained.json``: commit, config, steps, minutes; see `simreal.training.ship`): PPO trained
+   ``trained.json``: commit, config, steps, minutes; see `simreal.evaluation.shipped`): PPO trained
    with that randomization and without it, each acting on the measured cube pose and, for the
    randomized one, on the pose the shipped CNN estimates from the camera images; and any other
    shipped agent (DreamerV3). With ``train=True`` they are trained instead by the study file
@@ -232,7 +232,7 @@ def run_hand_demo(out: str | pathlib.Path = "outputs/demo", agents_dir: str | pa
 
     from simreal import HAND_CUBE_ID
     from simreal.evaluation.study import load_study, parse_study, run_study, with_settings
-    from simreal.training.ship import ASSETS_DIR, shipped_agents
+    from simreal.evaluation.shipped import ASSETS_DIR, shipped_agents
 
     out, t0, times = _begin(out, episodes, randomization, HAND_CUBE_ID, samples, 0, log)
 

@@ -6,7 +6,7 @@ import pytest
 
 from simreal import cli
 from simreal.demo import run_hand_demo
-from simreal.training.ship import ShipError, read_record, ship_run, shipped_agents
+from simreal.evaluation.shipped import ShipError, read_record, ship_run, shipped_agents
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@
     simreal train AGENT     each agent's own module (`register_train`): agents/ppo/cli.py, ...
     simreal rig|evaluate|study|pose|calibrate   the modules of COMMAND_MODULES (`register`)
 
-A verb module imports only `simreal.cli.common` from here (errors, argument types, help layout) and
+A verb module imports only `simreal.utils.cli` from here (errors, argument types, help layout) and
 imports heavy libraries inside its handlers, so ``simreal --help`` stays fast. Errors of user input
 (ValueError, TypeError and every simreal exception) print as one line, exit status 2.
 """
@@ -20,7 +20,7 @@ import importlib
 import os
 import sys
 
-from simreal.cli.common import CliError, print_help, short_paths, wrap  # noqa: F401 (CliError: re-exported)
+from simreal.utils.cli import CliError, print_help, short_paths, wrap  # noqa: F401 (CliError: re-exported)
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 

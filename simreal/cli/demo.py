@@ -6,7 +6,7 @@ import argparse
 import pathlib
 import sys
 
-from simreal.cli.common import CliError, positive_int, wrap
+from simreal.utils.cli import CliError, positive_int, wrap
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

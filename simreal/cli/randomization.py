@@ -8,7 +8,7 @@ import pathlib
 import sys
 import time
 
-from simreal.cli.common import CliError, positive_int, print_help, short_paths, wrap
+from simreal.utils.cli import CliError, positive_int, print_help, short_paths, wrap
 
 
 def bind_to_env(spec, env_id: str):

@@ -7,7 +7,7 @@ import json
 import pathlib
 import sys
 
-from simreal.cli.common import wrap  # one help layout for every command
+from simreal.utils.cli import wrap  # one help layout for every command
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -49,6 +49,7 @@ import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from simreal.evaluation.study_report import StudyError, summarize_study, write_json, write_report
+from simreal.utils.provenance import git_commit
 
 METRICS = ("consecutive_successes", "return")
 _AGENT_KEYS = {"name", "agent", "presets", "set", "randomizations", "steps", "vision", "run_dir"}
@@ -353,7 +354,7 @@ def train_cell(study: Study, cell: Cell, progress: bool = False) -> dict:
               "overrides": list(cell.entry.overrides), "randomization": cell.randomization, "seed": cell.seed,
               "env_steps": int(summary["env_steps"]), "steps": int(cfg["run"]["steps"]),
               "minutes_last_session": round((time.perf_counter() - start) / 60, 2),
-              "commit": _commit()}
+              "commit": git_commit()}
     write_json(marker, record)
     return record
 
@@ -362,17 +363,6 @@ def run_has_checkpoint(run_dir: pathlib.Path) -> bool:
     from simreal.training.run import RunDir
 
     return RunDir(run_dir, resume=True).latest_checkpoint() is not None
-
-
-def _commit() -> str | None:
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=pathlib.Path(__file__).parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 # ----------------------------------------------------------------------------- evaluation

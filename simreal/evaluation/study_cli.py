@@ -6,7 +6,7 @@ import argparse
 import pathlib
 import sys
 
-from simreal.cli.common import wrap  # one help layout for every command
+from simreal.utils.cli import wrap  # one help layout for every command
 
 DESCRIPTION = (
     "Run a sim-to-real study: every agent of the study file (any `simreal train` agent with its presets and "
@@ -64,7 +64,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from simreal.cli.common import positive_int
+    from simreal.utils.cli import positive_int
 
     parser = sub.add_parser("study", help="train agents x randomizations x seeds, evaluate on every rig, report",
                             description=wrap(DESCRIPTION), epilog=EPILOG,

@@ -8,7 +8,7 @@ import pathlib
 import sys
 import time
 
-from simreal.cli.common import positive_int, wrap  # one help layout, one "whole number >= 1"
+from simreal.utils.cli import positive_int, wrap  # one help layout, one "whole number >= 1"
 
 _FMT = argparse.RawDescriptionHelpFormatter
 
@@ -31,7 +31,7 @@ _zoom = _in_range(float, 1.0, 16.0, "a magnification")  # --zoom
 
 
 def _cli_error(exc: Exception):
-    from simreal.cli.common import CliError, short_paths
+    from simreal.utils.cli import CliError, short_paths
 
     return CliError(short_paths(str(exc)))
 

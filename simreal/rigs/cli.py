@@ -8,7 +8,7 @@ import os
 import pathlib
 import signal
 
-from simreal.cli.common import wrap  # one help layout for every command
+from simreal.utils.cli import wrap  # one help layout for every command
 
 DEFAULT_TOKEN_FILE = "~/.config/simreal/rig_token"
 
@@ -18,7 +18,7 @@ RIG_HELP = ("a rig: sim:REALITY or REALITY (a shipped reality such as hand_laggy
 
 
 def _cli_error(exc: Exception):
-    from simreal.cli.common import CliError
+    from simreal.utils.cli import CliError
 
     return CliError(" ".join(str(exc).split()))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from simreal.cli.common import wrap  # one help layout for every command
+from simreal.utils.cli import wrap  # one help layout for every command
 
 DESCRIPTION = (
     "Train recurrent PPO with an asymmetric critic: an LSTM actor on what the robot measures and a critic "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from simreal.cli.common import wrap  # one help layout for every command
+from simreal.utils.cli import wrap  # one help layout for every command
 
 PRESETS_HELP = {
     "dreamer": "versions: dreamer_v1, dreamer_v2, dreamer_v3 (the default); sizes: tiny, micro, xs, small "
@@ -100,7 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from simreal.agents.world_models.config import agent_name
     from simreal.agents.world_models.dreamer import TrainingDiverged
     from simreal.agents.world_models.trainer import train
-    from simreal.cli.common import CliError
+    from simreal.utils.cli import CliError
     from simreal.training.cli_args import prepare_run
 
     agent = args.agent

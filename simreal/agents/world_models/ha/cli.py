@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from simreal.cli.common import wrap  # one help layout for every command
+from simreal.utils.cli import wrap  # one help layout for every command
 
 STAGE_PRESETS = ("collect_only", "vae_only", "mdn_rnn_only", "controller_only", "all_stages")
 

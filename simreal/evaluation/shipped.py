@@ -20,6 +20,8 @@ import pathlib
 import shutil
 from typing import Any, Mapping
 
+from simreal.utils.provenance import git_commit
+
 ASSETS_DIR = pathlib.Path(__file__).resolve().parents[2] / "assets" / "policies"
 RECORD = "trained.json"
 POLICY = "policy.pt"
@@ -81,7 +83,6 @@ def _sha256(path: pathlib.Path) -> str:
 def ship_run(run_dir: str | os.PathLike, dest: str | os.PathLike, *, description: str = "",
              extra: Mapping[str, Any] | None = None) -> dict:
     """Copy a finished run's config and weights to ``dest`` with its ``trained.json``; returns the record."""
-    from simreal.evaluation.study import _commit
     from simreal.training.run import RunDir
 
     run_dir, dest = pathlib.Path(run_dir), pathlib.Path(dest)
@@ -112,7 +113,7 @@ def ship_run(run_dir: str | os.PathLike, dest: str | os.PathLike, *, description
         "steps_budget": (cfg.get("run") or {}).get("steps"),
         "minutes": training_minutes(rows),
         "last_eval": last_eval(rows),
-        "commit": cell.get("commit") or _commit(),
+        "commit": cell.get("commit") or git_commit(),
         "shipped": datetime.date.today().isoformat(),
         "source": str(run_dir),
         "weights": {"file": weights.name, "bytes": weights.stat().st_size, "sha256": _sha256(weights)},
