@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--jobs", type=int, default=2, help="cells trained and rows evaluated side by side (2)")
     parser.add_argument("--steps", type=int, help="env steps per PPO cell (replaces the study file's)")
     parser.add_argument("--episodes", type=int, help="episodes per row and setting (replaces the study file's)")
+    parser.add_argument("--agents", help="comma-separated agent names of the study file to run (default: all)")
     parser.add_argument("--no-train", action="store_true", help="only evaluate the cells already trained")
     parser.add_argument("--pose-estimator", help="a pose estimator run folder to ship as assets/policies/pose_estimator")
     parser.add_argument("--ship", action="store_true", help="copy the trained cells to assets/policies/")
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
     from simreal.evaluation.study import load_study, plan_cells, run_study, with_settings
     from simreal.evaluation.shipped import ASSETS_DIR, ship_run
 
-    study = with_settings(load_study(args.study), steps=args.steps, episodes=args.episodes)
+    agents = [a.strip() for a in args.agents.split(",")] if args.agents else None
+    study = with_settings(load_study(args.study), steps=args.steps, episodes=args.episodes, agents=agents)
     start = time.perf_counter()
     report = run_study(study, args.out, jobs=args.jobs, train=not args.no_train, progress=False,
                        log=lambda line: print(line, file=sys.stderr, flush=True))

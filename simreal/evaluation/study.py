@@ -240,9 +240,17 @@ def load_study(path: str | pathlib.Path) -> Study:
 
 
 def with_settings(study: Study, *, steps: int | None = None, seeds: Sequence[int] | None = None,
-                  episodes: int | None = None) -> Study:
-    """The study with command-line replacements of its budget, seeds or episode count."""
+                  episodes: int | None = None, agents: Sequence[str] | None = None) -> Study:
+    """The study with command-line replacements of its budget, seeds or episode count, or only some of
+    its agents (by name; an unknown name is a `StudyError` listing the file's)."""
     changes: dict[str, Any] = {}
+    if agents is not None:
+        known = [a.name for a in study.agents]
+        unknown = [a for a in agents if a not in known]
+        if unknown or not agents:
+            raise StudyError(f"--agents: {', '.join(unknown) or '(none)'}: not an agent of {study.source} "
+                             f"(its agents: {', '.join(known)})")
+        changes["agents"] = tuple(a for a in study.agents if a.name in agents)
     if steps is not None:
         changes["steps"] = int(steps)
     if seeds is not None:

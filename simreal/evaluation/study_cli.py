@@ -37,6 +37,7 @@ examples:
   simreal study studies/hand_transfer.yaml --out outputs/hand --jobs 2
   simreal study studies/hand_transfer.yaml --steps 20000000 --seeds 0,1,2   # a longer budget, unchanged file
   simreal study studies/hand_transfer.yaml --no-train --episodes 50         # evaluate what is trained
+  simreal study studies/hand_transfer.yaml --agents ppo --jobs 2             # only the PPO cells
 """
 
 
@@ -53,7 +54,8 @@ def _seeds(text: str) -> list[int]:
 def cmd_study(args: argparse.Namespace) -> int:
     from simreal.evaluation.study import load_study, run_study, with_settings
 
-    study = with_settings(load_study(args.file), steps=args.steps, seeds=args.seeds, episodes=args.episodes)
+    study = with_settings(load_study(args.file), steps=args.steps, seeds=args.seeds, episodes=args.episodes,
+                          agents=args.agents)
     out = pathlib.Path(args.out or pathlib.Path("outputs") / "study" / study.name)
     print(f"simreal study {study.name}: {len(study.agents)} agent(s), seeds {', '.join(map(str, study.seeds))}, "
           f"rigs {', '.join(study.rigs)}, {study.episodes} episodes per setting, output {out}", flush=True)
@@ -79,6 +81,8 @@ def register(sub) -> None:
                              "steps keeps them)")
     parser.add_argument("--seeds", type=_seeds, help="comma-separated training seeds (replaces the file's seeds)")
     parser.add_argument("--episodes", type=positive_int, help="episodes per row and setting (replaces the file's)")
+    parser.add_argument("--agents", type=lambda text: [a.strip() for a in text.split(",") if a.strip()],
+                        help="comma-separated agent names: run only these agents of the file (e.g. ppo)")
     parser.add_argument("--no-train", action="store_true", help="only evaluate; refuse if a cell is not trained")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=cmd_study)

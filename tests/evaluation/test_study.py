@@ -105,6 +105,10 @@ def test_shipped_studies_validate_and_plan_their_cells(tmp_path):
     labels = [c.label for c in plan_cells(hand, tmp_path)]
     assert labels == ["ppo-dactyl", "ppo-none", "dreamer-none"]
     assert hand.metric == "consecutive_successes" and set(hand.rigs) == {"sim:hand_laggy", "sim:hand_heavy_slippery"}
+    only = with_settings(hand, agents=["ppo"])
+    assert [c.label for c in plan_cells(only, tmp_path)] == ["ppo-dactyl", "ppo-none"]
+    with pytest.raises(StudyError, match=r"--agents: sac: not an agent of .*\(its agents: ppo, dreamer\)"):
+        with_settings(hand, agents=["sac"])
     cart = with_settings(load_study("studies/cartpole_transfer.yaml"), seeds=[0, 1])
     assert len(plan_cells(cart, tmp_path)) == 4 and cart.metric == "return"
 
