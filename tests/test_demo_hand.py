@@ -89,3 +89,13 @@ def test_hand_demo_errors_are_one_line(tmp_path, capsys):
     assert cli.main(["demo", "--steps", "100", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--env cartpole" in err[0]
+
+
+def test_training_minutes_from_durations_or_sample_rates():
+    from simreal.evaluation.shipped import training_minutes
+
+    ppo = [{"step": 10, "time/collect_s": 30.0, "time/update_s": 30.0, "time/fps": 5.0}, {"step": 20, "time/collect_s": 60.0}]
+    assert training_minutes(ppo) == 2.0  # rates (fps) are not durations
+    pose = [{"step": 50, "time/samples_per_s": 100.0}, {"step": 60, "eval/x": 1.0}, {"step": 100, "time/samples_per_s": 50.0}]
+    assert training_minutes(pose, batch_size=60) == round((50 * 60 / 100 + 50 * 60 / 50) / 60, 1)
+    assert training_minutes(pose) is None and training_minutes([]) is None

@@ -55,15 +55,24 @@ def _metrics(run_dir: pathlib.Path) -> list[dict]:
     return [rows[k] for k in sorted(rows)]
 
 
-def training_minutes(rows: list[Mapping]) -> float | None:
-    """Training wall time from the run's own per-update timings (``time/*_s``), summed; None if none."""
-    total = 0.0
-    seen = False
+def training_minutes(rows: list[Mapping], batch_size: int | None = None) -> float | None:
+    """Training wall time from the run's own timings, summed: per-update durations (``time/*_s``, as
+    PPO and the world models log them), else optimizer steps over ``time/samples_per_s`` times
+    ``batch_size`` (the pose trainer); None when the run logged neither."""
+    total, seen, last_step = 0.0, False, 0
     for row in rows:
         for key, value in row.items():
-            if key.startswith("time/") and key.endswith("_s") and isinstance(value, (int, float)):
+            if key.startswith("time/") and key.endswith("_s") and not key.endswith("per_s") \
+                    and isinstance(value, (int, float)):
                 total += float(value)
                 seen = True
+    if not seen and batch_size:
+        for row in rows:
+            rate = row.get("time/samples_per_s")
+            if isinstance(rate, (int, float)) and rate > 0:
+                total += (int(row["step"]) - last_step) * batch_size / float(rate)
+                seen = True
+                last_step = int(row["step"])
     return round(total / 60, 1) if seen else None
 
 
@@ -111,7 +120,7 @@ def ship_run(run_dir: str | os.PathLike, dest: str | os.PathLike, *, description
         "randomization": (cfg.get("env") or {}).get("randomization"),
         "steps": rows[-1]["step"] if rows else None,
         "steps_budget": (cfg.get("run") or {}).get("steps"),
-        "minutes": training_minutes(rows),
+        "minutes": training_minutes(rows, (cfg.get("optim") or {}).get("batch_size")),
         "last_eval": last_eval(rows),
         "commit": cell.get("commit") or git_commit(),
         "shipped": datetime.date.today().isoformat(),
