@@ -91,11 +91,19 @@ def test_hand_demo_errors_are_one_line(tmp_path, capsys):
     assert len(err) == 1 and "--env cartpole" in err[0]
 
 
-def test_training_minutes_from_durations_or_sample_rates():
+def test_training_minutes_from_durations_or_sample_rates(tmp_path):
     from simreal.evaluation.shipped import training_minutes
+    from simreal.training.logger import read_metrics
 
-    ppo = [{"step": 10, "time/collect_s": 30.0, "time/update_s": 30.0, "time/fps": 5.0}, {"step": 20, "time/collect_s": 60.0}]
+    def series(rows):
+        path = tmp_path / "metrics.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return read_metrics(path)
+
+    ppo = series([{"step": 10, "time/collect_s": 30.0, "time/update_s": 30.0, "time/fps": 5.0},
+                  {"step": 20, "time/collect_s": 60.0}])
     assert training_minutes(ppo) == 2.0  # rates (fps) are not durations
-    pose = [{"step": 50, "time/samples_per_s": 100.0}, {"step": 60, "eval/x": 1.0}, {"step": 100, "time/samples_per_s": 50.0}]
+    pose = series([{"step": 50, "time/samples_per_s": 100.0}, {"step": 60, "eval/x": 1.0},
+                   {"step": 100, "time/samples_per_s": 50.0}])
     assert training_minutes(pose, batch_size=60) == round((50 * 60 / 100 + 50 * 60 / 50) / 60, 1)
-    assert training_minutes(pose) is None and training_minutes([]) is None
+    assert training_minutes(pose) is None and training_minutes({}) is None

@@ -11,17 +11,6 @@ import time
 from simreal.utils.cli import CliError, positive_int, print_help, short_paths, wrap
 
 
-def bind_to_env(spec, env_id: str):
-    """`simreal.randomize.sampling.bind_to_env` with its errors as one line, paths shortened."""
-    from simreal.randomize.sampling import bind_to_env as bind
-    from simreal.randomize.spec import RandomizationError
-
-    try:
-        return bind(spec, env_id)
-    except RandomizationError as exc:
-        raise CliError(short_paths(str(exc))) from None
-
-
 def _load(file: str):
     from simreal.randomize.spec import RandomizationError, load_spec, resolve_path
 
@@ -39,6 +28,7 @@ def _load(file: str):
 
 
 def cmd_randomization_check(args: argparse.Namespace) -> int:
+    from simreal.randomize import sampling
     from simreal.randomize.stack import FAMILY_ORDER
 
     spec = _load(args.file)
@@ -47,7 +37,7 @@ def cmd_randomization_check(args: argparse.Namespace) -> int:
     n_disabled = len(spec.randomizers) - len(enabled)
     bound = ""
     if not args.no_env:
-        stack = bind_to_env(spec, args.env)
+        stack = sampling.bind_to_env(spec, args.env)
         stack.seed(0, 0)
         stack.on_reset([0])  # one draw-and-apply, as an episode start does
         bound = f"; bound to {args.env}"
@@ -62,7 +52,7 @@ def cmd_randomization_sample(args: argparse.Namespace) -> int:
     from simreal.randomize import sampling
 
     spec = _load(args.file)
-    stack = bind_to_env(spec, args.env)
+    stack = sampling.bind_to_env(spec, args.env)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"simreal randomization sample: {args.file} on {args.env}, {len(stack.items)} randomizers, "

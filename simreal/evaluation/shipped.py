@@ -13,14 +13,16 @@ evaluation loads (``weights_only=True``), a few MB at most.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import pathlib
 import shutil
 from typing import Any, Mapping
 
-from simreal.utils.provenance import git_commit
+import numpy as np
+
+from simreal.training.logger import read_metrics
+from simreal.utils.provenance import file_sha256, git_commit
 
 ASSETS_DIR = pathlib.Path(__file__).resolve().parents[2] / "assets" / "policies"
 RECORD = "trained.json"
@@ -40,53 +42,32 @@ def _weights_file(run_dir: pathlib.Path) -> tuple[str, pathlib.Path]:
     raise ShipError(f"{run_dir}: no {POLICY} or {EXPORT_NAME} to ship (train the run to its end first)")
 
 
-def _metrics(run_dir: pathlib.Path) -> list[dict]:
-    """metrics.jsonl rows, the last one of each step kept (a resumed run logs some steps twice)."""
-    path = run_dir / "metrics.jsonl"
-    rows: dict[int, dict] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a crash
-            if isinstance(row, dict) and isinstance(row.get("step"), (int, float)):
-                rows[int(row["step"])] = {**rows.get(int(row["step"]), {}), **row}
-    return [rows[k] for k in sorted(rows)]
+Series = Mapping[str, tuple[np.ndarray, np.ndarray]]  # `simreal.training.logger.read_metrics`: name -> (steps, values)
 
 
-def training_minutes(rows: list[Mapping], batch_size: int | None = None) -> float | None:
+def training_minutes(series: Series, batch_size: int | None = None) -> float | None:
     """Training wall time from the run's own timings, summed: per-update durations (``time/*_s``, as
     PPO and the world models log them), else optimizer steps over ``time/samples_per_s`` times
     ``batch_size`` (the pose trainer); None when the run logged neither."""
-    total, seen, last_step = 0.0, False, 0
-    for row in rows:
-        for key, value in row.items():
-            if key.startswith("time/") and key.endswith("_s") and not key.endswith("per_s") \
-                    and isinstance(value, (int, float)):
-                total += float(value)
-                seen = True
-    if not seen and batch_size:
-        for row in rows:
-            rate = row.get("time/samples_per_s")
-            if isinstance(rate, (int, float)) and rate > 0:
-                total += (int(row["step"]) - last_step) * batch_size / float(rate)
-                seen = True
-                last_step = int(row["step"])
-    return round(total / 60, 1) if seen else None
+    durations = [values for name, (_, values) in series.items()
+                 if name.startswith("time/") and name.endswith("_s") and not name.endswith("per_s")]
+    if durations:
+        return round(sum(float(np.nansum(v)) for v in durations) / 60, 1)
+    if batch_size and "time/samples_per_s" in series:
+        steps, rates = series["time/samples_per_s"]
+        steps_between = np.diff(steps, prepend=0)
+        return round(float(np.sum(steps_between * batch_size / rates)) / 60, 1)
+    return None
 
 
-def last_eval(rows: list[Mapping]) -> dict:
+def last_eval(series: Series) -> dict:
     """The last logged ``eval/*`` values and the step they were logged at."""
-    for row in reversed(rows):
-        values = {k: v for k, v in row.items() if k.startswith("eval/")}
-        if values:
-            return {"step": int(row["step"]), **values}
-    return {}
-
-
-def _sha256(path: pathlib.Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    evals = {name: sv for name, sv in series.items() if name.startswith("eval/") and len(sv[0])}
+    if not evals:
+        return {}
+    step = max(int(steps[-1]) for steps, _ in evals.values())
+    return {"step": step, **{name: float(values[-1]) for name, (steps, values) in evals.items()
+                             if int(steps[-1]) == step}}
 
 
 def ship_run(run_dir: str | os.PathLike, dest: str | os.PathLike, *, description: str = "",
@@ -99,7 +80,8 @@ def ship_run(run_dir: str | os.PathLike, dest: str | os.PathLike, *, description
         raise ShipError(f"{run_dir}: not a run directory (no config.yaml)")
     kind, weights = _weights_file(run_dir)
     cfg = RunDir(run_dir, resume=True).load_config()
-    rows = _metrics(run_dir)
+    metrics = run_dir / "metrics.jsonl"
+    series = read_metrics(metrics) if metrics.is_file() else {}
     marker = run_dir / "study_cell.json"
     cell = json.loads(marker.read_text()) if marker.is_file() else {}
     if kind == "policy":
@@ -118,14 +100,14 @@ def ship_run(run_dir: str | os.PathLike, dest: str | os.PathLike, *, description
         "name": dest.name, "kind": kind, "description": description,
         "agent": agent,
         "randomization": (cfg.get("env") or {}).get("randomization"),
-        "steps": rows[-1]["step"] if rows else None,
+        "steps": max((int(steps[-1]) for steps, _ in series.values() if len(steps)), default=None),
         "steps_budget": (cfg.get("run") or {}).get("steps"),
-        "minutes": training_minutes(rows, (cfg.get("optim") or {}).get("batch_size")),
-        "last_eval": last_eval(rows),
+        "minutes": training_minutes(series, (cfg.get("optim") or {}).get("batch_size")),
+        "last_eval": last_eval(series),
         "commit": cell.get("commit") or git_commit(),
         "shipped": datetime.date.today().isoformat(),
         "source": str(run_dir),
-        "weights": {"file": weights.name, "bytes": weights.stat().st_size, "sha256": _sha256(weights)},
+        "weights": {"file": weights.name, "bytes": weights.stat().st_size, "sha256": file_sha256(weights)},
         "config": cfg, **dict(extra or {}),
     }
     (dest / RECORD).write_text(json.dumps(record, indent=2, default=str) + "\n")
@@ -148,7 +130,7 @@ def read_record(folder: str | os.PathLike) -> dict:
     file = folder / pathlib.Path(weights["file"]).name
     if not file.is_file():
         raise ShipError(f"{path}: weights.file: {file} is missing")
-    if weights.get("sha256") and _sha256(file) != weights["sha256"]:
+    if weights.get("sha256") and file_sha256(file) != weights["sha256"]:
         raise ShipError(f"{file}: sha256 differs from {path} (the file was changed or cut short)")
     return record
 

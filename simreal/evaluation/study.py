@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import hashlib
 import json
 import math
 import multiprocessing
@@ -49,7 +48,7 @@ import time
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from simreal.evaluation.study_report import StudyError, summarize_study, write_json, write_report
-from simreal.utils.provenance import git_commit
+from simreal.utils.provenance import file_sha256, git_commit
 
 METRICS = ("consecutive_successes", "return")
 _AGENT_KEYS = {"name", "agent", "presets", "set", "randomizations", "steps", "vision", "run_dir"}
@@ -403,7 +402,7 @@ def estimator_file(path: pathlib.Path) -> pathlib.Path:
 
 
 def _sha(path: pathlib.Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def _eval_path(out: pathlib.Path, row: Row, setting: str) -> pathlib.Path:

@@ -446,19 +446,14 @@ class VisualStack:
         """The randomizers that change texture texid, in YAML order."""
         return list(self._texture_sources[texid])
 
-    def save_fields(self, model: mujoco.MjModel) -> dict[str, np.ndarray]:
-        """Copies of the fields `apply` writes, as ``model`` holds them now (see `restore_fields`)."""
-        return {f: getattr(model, f).copy() for f in self._nominal_fields}
-
-    @staticmethod
-    def restore_fields(model: mujoco.MjModel, saved: dict[str, np.ndarray]) -> None:
-        for field, values in saved.items():
-            getattr(model, field)[...] = values
+    def restore_nominal(self, model: mujoco.MjModel) -> None:
+        """Put the fields `apply` writes back to their nominal values (cached at bind time)."""
+        for field, nominal in self._nominal_fields.items():
+            getattr(model, field)[...] = nominal
 
     def apply(self, i: int, model: mujoco.MjModel) -> None:
         """Dress render model ``model`` (a copy of the sim's) with copy i's values; textures excepted."""
-        for field, nominal in self._nominal_fields.items():
-            getattr(model, field)[...] = nominal
+        self.restore_nominal(model)
         for b in self._model_items:
             b.apply_to_model(i, model)
 

@@ -269,14 +269,13 @@ class RandomizedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
         visual = self.stack.visual
         if not visual:
             return self.env.render()
-        model, data = self.sim.model, self.sim.data
-        saved = visual.save_fields(model)
+        model, data = self.sim.model, self.sim.data  # the visual fields are nominal outside this call
         visual.apply(0, model)
         mujoco.mj_camlight(model, data)  # camera and light poses from the dressed model
         try:
             frame = self.env.render()
         finally:
-            visual.restore_fields(model, saved)
+            visual.restore_nominal(model)
             mujoco.mj_camlight(model, data)
         if isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.dtype == np.uint8:
             frame = np.array(frame)  # the renderer may hand out its own buffer

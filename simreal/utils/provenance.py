@@ -1,7 +1,9 @@
-"""Where a result came from: the git commit of the code that made it."""
+"""Where a result came from: the git commit of the code that made it, the checksum of a file."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import pathlib
 import subprocess
 
@@ -14,3 +16,8 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, as hex."""
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
