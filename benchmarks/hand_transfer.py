@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> dict:
               "training": {k: {kk: v.get(kk) for kk in ("env_steps", "steps", "minutes_last_session", "commit")}
                            for k, v in report["training"].items()},
               "targets": targets(report), "verdict": report["verdict"],
-              "shipped": {k: {kk: v[kk] for kk in ("steps", "minutes", "commit")} for k, v in shipped.items()},
+              "shipped": {k: {kk: v.get(kk) for kk in ("steps", "steps_total", "minutes", "minutes_total", "commit")}
+                          for k, v in shipped.items()},
               "report": {k: v for k, v in report.items() if k not in ("paths", "training")}}
     if args.save:
         stem = f"{name}_{datetime.date.today().isoformat()}"

@@ -51,6 +51,25 @@ def test_a_shipped_agent_records_how_it_was_trained(agents_dir):
     assert sorted(p.name for p in (agents_dir / "ppo_tiny").iterdir()) == ["config.yaml", "policy.pt", "trained.json"]
 
 
+def test_a_run_continued_from_a_shipped_agent_ships_with_its_history(agents_dir, tmp_path):
+    from simreal.training.agents import get_agent
+    from simreal.training.run import RunDir
+
+    agent = get_agent("ppo")
+    cfg = agent.resolve_config(["tiny"], ["run.steps=64", "eval.every=0", "run.tensorboard=false", "env.nthread=1",
+                                          "env.kwargs={goal: vertical, settle_time: 0.0}",
+                                          f"run.init_from={agents_dir / 'ppo_tiny'}"])
+    run = RunDir(tmp_path / "run")
+    run.save_config(cfg)
+    agent.train(cfg, run, progress=False)
+    record = ship_run(tmp_path / "run", tmp_path / "ppo_more", description="continued")
+    earlier = read_record(agents_dir / "ppo_tiny")
+    chain = record["continued_from"]
+    assert chain["name"] == "ppo_tiny" and chain["sha256"] == earlier["weights"]["sha256"]
+    assert chain["total_env_steps"] == 64 and record["steps"] == 64 and record["steps_total"] == 128
+    assert record["minutes_total"] == round(record["minutes"] + earlier["minutes"], 1)
+
+
 def test_a_changed_weights_file_is_refused(agents_dir, tmp_path):
     import shutil
 

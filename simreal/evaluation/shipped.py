@@ -87,12 +87,14 @@ def ship_run(run_dir: str | os.PathLike, dest: str | os.PathLike, *, description
     if kind == "policy":
         from simreal.training.export import load_export
 
-        agent = load_export(weights).get("agent")  # also refuses a damaged or non-finite export
+        export = load_export(weights)  # also refuses a damaged or non-finite export
+        agent = export.get("agent")
+        continued = continued_from((export.get("extra") or {}).get("init_from"))
     else:
         from simreal.perception.estimator import PoseEstimator
 
         PoseEstimator.load(weights)
-        agent = "pose"
+        agent, continued = "pose", None
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run_dir / "config.yaml", dest / "config.yaml")
     shutil.copyfile(weights, dest / weights.name)
@@ -110,8 +112,35 @@ def ship_run(run_dir: str | os.PathLike, dest: str | os.PathLike, *, description
         "weights": {"file": weights.name, "bytes": weights.stat().st_size, "sha256": file_sha256(weights)},
         "config": cfg, **dict(extra or {}),
     }
+    if continued is not None:
+        record["continued_from"] = continued
+        if record["steps"] is not None:
+            record["steps_total"] = record["steps"] + int(continued.get("total_env_steps") or 0)
+        if record["minutes"] is not None and continued.get("minutes_total") is not None:
+            record["minutes_total"] = round(record["minutes"] + continued["minutes_total"], 1)
     (dest / RECORD).write_text(json.dumps(record, indent=2, default=str) + "\n")
     return record
+
+
+def continued_from(init: Mapping[str, Any] | None) -> dict | None:
+    """What a run started from (its export's ``extra.init_from``), with the training history of that
+    export when it is a shipped agent whose weights still match (read before shipping over it)."""
+    if not isinstance(init, Mapping) or not init.get("path"):
+        return None
+    out = {k: init.get(k) for k in ("path", "sha256", "env_steps", "total_env_steps")}
+    folder = pathlib.Path(init["path"]).parent
+    try:
+        earlier = read_record(folder)
+    except ShipError:
+        return out
+    if earlier.get("weights", {}).get("sha256") != init.get("sha256"):
+        return out  # the folder holds another agent now: its record is not this one's history
+    out.update(name=earlier.get("name"), commit=earlier.get("commit"), shipped=earlier.get("shipped"),
+               minutes=earlier.get("minutes"), last_eval=earlier.get("last_eval"))
+    out["minutes_total"] = earlier.get("minutes_total", earlier.get("minutes"))
+    if earlier.get("continued_from"):
+        out["continued_from"] = earlier["continued_from"]
+    return out
 
 
 def read_record(folder: str | os.PathLike) -> dict:

@@ -51,7 +51,7 @@ from simreal.evaluation.study_report import StudyError, summarize_study, write_j
 from simreal.utils.provenance import file_sha256, git_commit
 
 METRICS = ("consecutive_successes", "return")
-_AGENT_KEYS = {"name", "agent", "presets", "set", "randomizations", "steps", "vision", "run_dir"}
+_AGENT_KEYS = {"name", "agent", "presets", "set", "randomizations", "steps", "vision", "run_dir", "init_from"}
 _TOP_KEYS = {"version", "name", "description", "metric", "success_threshold", "steps", "seeds", "randomizations",
              "agents", "rigs", "pose_estimator", "evaluation"}
 _EVAL_KEYS = {"episodes", "seed", "max_steps"}
@@ -68,6 +68,7 @@ class AgentEntry:
     vision: bool = False
     run_dir: pathlib.Path | None = None
     steps: int | None = None           # this agent's budget, over the study's
+    init_from: tuple[tuple[str, pathlib.Path], ...] = ()  # (randomization, export) each cell starts from
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +120,29 @@ def _path(value, source: pathlib.Path, key: str) -> pathlib.Path:
 
 def _label(randomization: str) -> str:
     return pathlib.Path(randomization).stem if randomization.endswith((".yaml", ".yml")) else randomization
+
+
+def _init_from(value, randomizations: Sequence[str], source: pathlib.Path, key: str):
+    """An agent's ``init_from``: one export for all its cells, or a mapping from each of its training
+    randomizations to the export that cell continues (``run.init_from`` of the agent)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = {rand: value for rand in randomizations}
+    if not isinstance(value, dict):
+        raise _err(source, key, f"expected a path or a mapping of randomization to path, got {value!r}")
+    extra = sorted(set(value) - set(randomizations))
+    missing = [rand for rand in randomizations if rand not in value]
+    if extra or missing:
+        raise _err(source, key, f"expected one export for each of the agent's randomizations "
+                   f"({', '.join(randomizations)}); {'not one: ' + extra[0] if extra else 'missing: ' + missing[0]}")
+    pairs = []
+    for rand in randomizations:
+        path = _path(value[rand], source, f"{key}.{rand}")
+        if not (path / "policy.pt" if path.is_dir() else path).is_file():
+            raise _err(source, f"{key}.{rand}", f"{path}: no policy export there (a policy.pt or its folder)")
+        pairs.append((rand, path))
+    return tuple(pairs)
 
 
 def parse_study(data: Any, source: str | pathlib.Path = "<memory>") -> Study:
@@ -190,12 +214,14 @@ def parse_study(data: Any, source: str | pathlib.Path = "<memory>") -> Study:
             raise _err(source, f"{key}.vision", f"expected true or false, got {vision!r}")
         rands = _names(entry["randomizations"], source, f"{key}.randomizations") if "randomizations" in entry \
             else default_rand
+        init_from = _init_from(entry.get("init_from"), rands, source, f"{key}.init_from")
         agents.append(AgentEntry(name=name, agent=agent, presets=_names(entry.get("presets", []), source,
                                                                           f"{key}.presets"),
                                  overrides=tuple(overrides), randomizations=() if run_dir else rands,
                                  vision=vision, run_dir=run_dir,
                                  steps=None if entry.get("steps") is None else _int(entry["steps"], source,
-                                                                                   f"{key}.steps", 1)))
+                                                                                   f"{key}.steps", 1),
+                                 init_from=init_from))
     names = [a.name for a in agents]
     for name in names:
         if names.count(name) > 1:
@@ -302,6 +328,9 @@ def cell_config(study: Study, cell: Cell) -> dict:
     steps = entry.steps if entry.steps is not None else study.steps
     if steps is not None:
         overrides.append(f"run.steps={steps}")
+    init_from = dict(entry.init_from).get(cell.randomization)
+    if init_from is not None:
+        overrides.append(f"run.init_from={json.dumps(str(init_from))}")
     return get_agent(entry.agent).resolve_config(entry.presets, overrides)
 
 

@@ -1,13 +1,15 @@
 """`simreal study`: the study file, tiny cells that train, resume and are reused, CIs on known data, the verdict."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
 
 from simreal import cli
 from simreal.evaluation.stats import bootstrap_mean, bootstrap_ratio
-from simreal.evaluation.study import StudyError, load_study, parse_study, plan_cells, run_study, with_settings
+from simreal.evaluation.study import (StudyError, cell_config, load_study, parse_study, plan_cells, run_study,
+                                     with_settings)
 from simreal.evaluation.study_report import verdict
 
 TINY = """\
@@ -89,6 +91,11 @@ def test_the_verdict_names_the_best_agent_and_says_when_intervals_overlap():
     ("agents: [{name: a, agent: ppo}, {name: a, agent: ppo}]\nrigs: [x]", "used twice"),
     ("agents: [{name: a, run_dir: /nonexistent}]\nrigs: [x]", "is not a finished run"),
     ("agents: [{name: a, agent: ppo}]\nrigs: [x]\n: [", "invalid YAML"),
+    ("agents: [{name: a, agent: ppo, randomizations: [dactyl, none], init_from: {dactyl: x}}]\nrigs: [x]",
+     "agents[0].init_from: expected one export for each of the agent's randomizations (dactyl, none); missing: none"),
+    ("agents: [{name: a, agent: ppo, randomizations: [none], init_from: /nonexistent}]\nrigs: [x]",
+     "agents[0].init_from.none: /nonexistent: no policy export there"),
+    ("agents: [{name: a, agent: ppo, init_from: [1]}]\nrigs: [x]", "agents[0].init_from: expected a path or a mapping"),
     ("agents: " + "[" * 20000, "nesting depth"),
 ])
 def test_a_bad_study_file_is_one_line_naming_the_key(tmp_path, text, expected):
@@ -109,6 +116,11 @@ def test_shipped_studies_validate_and_plan_their_cells(tmp_path):
     assert [c.label for c in plan_cells(only, tmp_path)] == ["ppo-dactyl", "ppo-none"]
     with pytest.raises(StudyError, match=r"--agents: sac: not an agent of .*\(its agents: ppo, dreamer\)"):
         with_settings(hand, agents=["sac"])
+    for name in ("hand_transfer_continued", "hand_transfer_finetune"):  # each cell continues a shipped export
+        staged = load_study(f"studies/{name}.yaml")
+        for cell in plan_cells(staged, tmp_path):
+            start = cell_config(staged, cell)["run"]["init_from"]
+            assert "assets/policies/ppo_" in start and pathlib.Path(start).is_dir()
     cart = with_settings(load_study("studies/cartpole_transfer.yaml"), seeds=[0, 1])
     assert len(plan_cells(cart, tmp_path)) == 4 and cart.metric == "return"
 

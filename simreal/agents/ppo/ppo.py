@@ -94,6 +94,7 @@ class RunConfig:
     keep_checkpoints: int = 3
     torch_threads: int = 1      # torch intra-op threads (small networks: 1 is fastest); 0 = torch's default
     tensorboard: bool = True
+    init_from: str | None = None  # a PPO export (policy.pt, or the folder holding it) whose actor starts the run
 
 
 @dataclasses.dataclass
@@ -285,9 +286,12 @@ class PPOTrainer:
         self._ep_length = np.zeros(e.n_envs, dtype=np.int64)
         self._rand_values: dict[str, list[float]] = {}
         self.history: list[dict[str, float]] = []  # every update's logged scalars
+        self.init_source: dict[str, Any] | None = None  # what run.init_from loaded (recorded in the export)
         if run is not None and run.resume:
             self.load_state_dict(run.load_latest_good_checkpoint()[0])
-        elif run is not None:
+        elif cfg.run.init_from:
+            self.init_source = self.load_actor_from_export(cfg.run.init_from)
+        if run is not None and not run.resume:
             run.save_config(self.config)
 
     # ----------------------------------------------------------------- budget
@@ -633,6 +637,7 @@ class PPOTrainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "randomization": [stack.state_dict() for stack in self.stacks],
             "minibatch_rng": generator_state(self.rng), "global_rng": capture_global_rng(),
+            "init_from": self.init_source,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -655,7 +660,48 @@ class PPOTrainer:
         self.update_index = int(state["update"])
         self.env_steps = int(state["env_steps"])
         self.episodes = int(state["episodes"])
+        self.init_source = state.get("init_from")  # checkpoints before run.init_from have none
         self._needs_reset = True
+
+    def load_actor_from_export(self, path) -> dict[str, Any]:
+        """Start from an exported policy: its actor weights and observation statistics (the critic, the
+        value statistics and the optimizer start fresh; ``run.steps`` counts the steps trained here).
+
+        An export of another agent, other actor keys, another policy config or observation sizes that do
+        not fit is a one-line `RunDirError` naming the file."""
+        import pathlib
+
+        from simreal.training.export import load_export
+        from simreal.utils.provenance import file_sha256
+
+        path = pathlib.Path(path).expanduser()
+        if path.is_dir():
+            path = path / "policy.pt"
+        if not path.is_file():
+            raise RunDirError(f"run.init_from: {path}: no such export (a policy.pt or the folder holding one)")
+        data = load_export(path, agent="ppo")
+        cfg = data["config"]
+        mine = network_config(self.cfg.policy, self.actor_keys, self.critic_keys, self.cfg.ppo.obs_clip,
+                              self.cfg.ppo.normalize_observations)
+        critic_only = ("critic_hidden", "critic_recurrent", "init_log_std")  # the critic starts fresh anyway
+        for key in ("policy", "actor_keys", "obs_clip", "normalize_observations"):
+            theirs, ours = cfg.get(key), mine[key]
+            if key == "policy" and isinstance(theirs, dict):
+                theirs = {k: v for k, v in theirs.items() if k not in critic_only}
+                ours = {k: v for k, v in ours.items() if k not in critic_only}
+            if theirs != ours:
+                raise RunDirError(f"run.init_from: {path}: its {key} is {theirs!r}, this run's {ours!r}")
+        try:
+            self.model.actor.load_state_dict(data["weights"])
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise RunDirError(f"run.init_from: {path}: its actor does not fit this env's observations ({first})") \
+                from None
+        extra = data.get("extra") or {}
+        earlier = extra.get("init_from") or {}
+        steps = int(extra.get("env_steps", 0))
+        return {"path": str(path), "sha256": file_sha256(path), "env_steps": steps,
+                "total_env_steps": steps + int(earlier.get("total_env_steps", 0))}
 
     def export(self, path=None):
         """Write the policy export (weights, network config, spaces) to ``path`` or the run's ``policy.pt``."""
@@ -670,6 +716,8 @@ class PPOTrainer:
         extra = {"env_id": self.cfg.env.id, "env_kwargs": dict(self.cfg.env.kwargs),
                  "action_repeat": self.cfg.env.action_repeat, "env_steps": self.env_steps,
                  "update": self.update_index}
+        if self.init_source is not None:
+            extra["init_from"] = dict(self.init_source)
         return save_export(path, "ppo", cfg, self.venv.observation_space, self.venv.action_space,
                            self.model.actor.state_dict(), extra)
 

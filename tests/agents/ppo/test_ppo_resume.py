@@ -91,3 +91,35 @@ def test_checkpoint_carries_adr_state_and_loads_weights_only(tmp_path):
     assert "rand/cube_mass" in metrics[-1] and "train/episode_return" in metrics[-1]
     assert np.isfinite(metrics[-1]["train/policy_loss"])
     trainer.close(), resumed.close()
+
+
+def test_init_from_starts_from_an_exports_actor_and_records_it_through_a_resume(tmp_path):
+    from simreal.training.export import load_export
+
+    first = PPOTrainer(resolve_ppo_config(*CUE_RUN), RunDir(tmp_path / "first"))
+    first.train(max_updates=2)
+    source = load_export(tmp_path / "first" / "policy.pt")
+    cfg = resolve_ppo_config(CUE_RUN[0], CUE_RUN[1] + [f"run.init_from={tmp_path / 'first'}", "run.seed=5"])
+    fine = PPOTrainer(cfg, RunDir(tmp_path / "fine"))
+    assert fine.env_steps == 0  # run.steps counts the steps trained here
+    assert_same({k: v for k, v in fine.model.actor.state_dict().items()}, source["weights"])
+    fine.train(max_updates=2)
+    resumed = PPOTrainer(cfg, RunDir(tmp_path / "fine", resume=True))  # the checkpoint, not the export, wins
+    assert_same(resumed.model.state_dict(), fine.model.state_dict())
+    resumed.train(max_updates=3)
+    init = load_export(tmp_path / "fine" / "policy.pt")["extra"]["init_from"]
+    assert init["path"] == str(tmp_path / "first" / "policy.pt") and init["env_steps"] == 128
+    assert init["total_env_steps"] == 128 and len(init["sha256"]) == 64
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("policy.lstm=8", "its policy is"), ("env.actor_keys=[observation, state]", "its actor_keys"),
+])
+def test_init_from_refuses_an_export_that_does_not_fit(tmp_path, override, expected):
+    from simreal.training.run import RunDirError
+
+    PPOTrainer(resolve_ppo_config(*CUE_RUN), RunDir(tmp_path / "a")).train(max_updates=2)
+    with pytest.raises(RunDirError, match=expected):
+        PPOTrainer(resolve_ppo_config(CUE_RUN[0], CUE_RUN[1] + [f"run.init_from={tmp_path / 'a'}", override]))
+    with pytest.raises(RunDirError, match="no such export"):
+        PPOTrainer(resolve_ppo_config(CUE_RUN[0], CUE_RUN[1] + [f"run.init_from={tmp_path / 'nothing'}"]))
