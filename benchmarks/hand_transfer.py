@@ -9,8 +9,9 @@ trained without randomization, same budget and seed):
   targets.dr_learned                 DR-PPO's nominal-sim mean reaches the study's success threshold
 
 With --save the JSON goes to benchmarks/results/hand_transfer_<date>.json and the figure beside it.
-With --ship the trained cells go to assets/policies/ (``ppo-dactyl`` as ``ppo_dr`` with
-``vision: true``, ``ppo-none`` as ``ppo_nominal``, ``dreamer-none`` as ``dreamer_v3`` when trained;
+The DR row is ``ppo-dactyl_adr`` where the study has it (studies/hand_transfer_adr.yaml), else ``ppo-dactyl``.
+With --ship (or --ship ROW,ROW for only some) the cells trained by the study go to assets/policies/ (``ppo-dactyl`` or ``ppo-dactyl_adr`` as
+``ppo_dr`` with ``vision: true``, ``ppo-none`` as ``ppo_nominal``, ``dreamer-none`` as ``dreamer_v3``;
 --pose-estimator DIR adds a pose estimator run as ``pose_estimator``), each with its trained.json.
 A killed run continues where it stopped (same --out): finished cells are skipped, evaluations
 of unchanged policies read back.
@@ -32,23 +33,25 @@ from _common import RESULTS, emit, machine  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STUDY = ROOT / "studies" / "hand_transfer.yaml"
 KEEP = 0.8
-SHIP = {"ppo-dactyl": ("ppo_dr", {"vision": True}), "ppo-none": ("ppo_nominal", {}),
-        "dreamer-none": ("dreamer_v3", {})}
-DR_ROW, NOMINAL_ROW = "ppo-dactyl", "ppo-none"
+SHIP = {"ppo-dactyl": ("ppo_dr", {"vision": True}), "ppo-dactyl_adr": ("ppo_dr", {"vision": True}),
+        "ppo-none": ("ppo_nominal", {}), "dreamer-none": ("dreamer_v3", {})}
+DR_ROWS, NOMINAL_ROW = ("ppo-dactyl_adr", "ppo-dactyl"), "ppo-none"  # the first DR row present is the claim's
 
 
 def targets(report: dict) -> dict:
     """The benchmark's claims, from the report's rows (None where a row is missing)."""
     rows = {r["row"]: r["settings"] for r in report["rows"]}
-    dr, nominal = rows.get(DR_ROW), rows.get(NOMINAL_ROW)
-    out: dict = {"keep_fraction": KEEP, "dr_keeps_80pct": {}, "nominal_keeps_less": {}, "ratios": {}}
+    dr_row = next((row for row in DR_ROWS if row in rows), DR_ROWS[-1])
+    dr, nominal = rows.get(dr_row), rows.get(NOMINAL_ROW)
+    out: dict = {"keep_fraction": KEEP, "dr_row": dr_row, "dr_keeps_80pct": {}, "nominal_keeps_less": {},
+                 "ratios": {}}
     if dr is None:
         return out
     out["dr_learned"] = bool(dr["nominal"]["mean"] >= report["success_threshold"])
     for rig in report["settings"][1:]:
         ratio_dr = dr[rig].get("ratio_to_sim")
         ratio_nominal = nominal[rig].get("ratio_to_sim") if nominal else None
-        out["ratios"][rig] = {DR_ROW: ratio_dr, NOMINAL_ROW: ratio_nominal}
+        out["ratios"][rig] = {dr_row: ratio_dr, NOMINAL_ROW: ratio_nominal}
         out["dr_keeps_80pct"][rig] = None if ratio_dr is None else bool(ratio_dr >= KEEP)
         out["nominal_keeps_less"][rig] = (None if ratio_dr is None or ratio_nominal is None
                                           else bool(ratio_nominal < ratio_dr))
@@ -67,23 +70,33 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--agents", help="comma-separated agent names of the study file to run (default: all)")
     parser.add_argument("--no-train", action="store_true", help="only evaluate the cells already trained")
     parser.add_argument("--pose-estimator", help="a pose estimator run folder to ship as assets/policies/pose_estimator")
-    parser.add_argument("--ship", action="store_true", help="copy the trained cells to assets/policies/")
+    parser.add_argument("--ship", nargs="?", const="all", metavar="ROWS",
+                        help="copy the trained cells to assets/policies/ (all, or only the comma-separated rows, "
+                             "e.g. --ship ppo-dactyl_adr)")
     parser.add_argument("--note", default="", help="a sentence on how this run was made (kept in the JSON)")
     parser.add_argument("--save", action="store_true", help="write benchmarks/results/hand_transfer_<date>.json")
     args = parser.parse_args(argv)
+    wanted = None if args.ship in (None, "all") else {r.strip() for r in args.ship.split(",")}
+    unknown = sorted((wanted or set()) - set(SHIP))
+    if unknown:
+        parser.error(f"--ship: {', '.join(unknown)}: not a row this benchmark ships (it ships {', '.join(SHIP)})")
 
-    from simreal.evaluation.study import load_study, plan_cells, run_study, with_settings
+    from simreal.evaluation.study import StudyError, load_study, plan_cells, run_study, with_settings
     from simreal.evaluation.shipped import ASSETS_DIR, ship_run
 
     agents = [a.strip() for a in args.agents.split(",")] if args.agents else None
-    study = with_settings(load_study(args.study), steps=args.steps, episodes=args.episodes, agents=agents)
     start = time.perf_counter()
-    report = run_study(study, args.out, jobs=args.jobs, train=not args.no_train, progress=False,
-                       log=lambda line: print(line, file=sys.stderr, flush=True))
+    try:
+        study = with_settings(load_study(args.study), steps=args.steps, episodes=args.episodes, agents=agents)
+        report = run_study(study, args.out, jobs=args.jobs, train=not args.no_train, progress=False,
+                           log=lambda line: print(line, file=sys.stderr, flush=True))
+    except StudyError as err:
+        parser.exit(2, f"hand_transfer: {err}\n")
     shipped = {}
     if args.ship:
         for cell in plan_cells(study, args.out):
-            if cell.label in SHIP and (cell.run_dir / "policy.pt").is_file():
+            if cell.trained_here and cell.label in SHIP and (wanted is None or cell.label in wanted) \
+                    and (cell.run_dir / "policy.pt").is_file():
                 name, extra = SHIP[cell.label]
                 shipped[name] = ship_run(cell.run_dir, ASSETS_DIR / name, extra=extra,
                                          description=f"{study.name} study cell {cell.label}/seed{cell.seed}")

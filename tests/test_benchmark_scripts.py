@@ -30,3 +30,18 @@ def test_hand_transfer_targets_compare_dr_against_the_nominal_baseline(load_benc
     assert not targets(report)["all_met"] and targets(report)["dr_learned"] is False
     report["rows"][0] = row("ppo-dactyl", 12.0, 0.2)
     assert targets(report)["nominal_keeps_less"]["sim:hand_laggy"] is False
+    report["rows"].append(row("ppo-dactyl_adr", 12.0, 0.9))  # the ADR row, where a study has one, is the claim's
+    assert targets(report)["dr_row"] == "ppo-dactyl_adr" and targets(report)["all_met"]
+
+
+def test_hand_transfer_refuses_bad_input_in_one_line(load_benchmark, capsys, tmp_path):
+    import pytest
+
+    main = load_benchmark("hand_transfer").main
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--ship", "ppo-sac", "--no-train"])  # checked before anything runs
+    assert exit_info.value.code == 2 and "--ship: ppo-sac: not a row this benchmark ships" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--no-train", "--out", str(tmp_path)])  # nothing trained there
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and "not trained yet" in err

@@ -362,12 +362,14 @@ def cell_status(study: Study, cell: Cell) -> str:
 
 
 def _comparable(cfg: Mapping) -> dict:
-    """A config without the keys that may change between sessions of one run (the step budget, devices,
-    CPU threads)."""
+    """A config without the keys that may change between sessions of one run or that leave the numbers
+    alone (the step budget, devices, CPU threads, the physics thread pool's size)."""
     cfg = json.loads(json.dumps(cfg))
     run = cfg.get("run", {})
     for key in ("steps", "device", "torch_threads", "threads"):
         run.pop(key, None)
+    if isinstance(cfg.get("env"), dict):
+        cfg["env"].pop("nthread", None)  # mujoco.batch steps each copy alike on any thread count
     return cfg
 
 

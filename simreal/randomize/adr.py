@@ -11,7 +11,10 @@ key such as ``consecutive_successes``) goes into the buffer of that boundary.
 When a buffer holds ``buffer_size`` results, their mean decides:
 
 * mean >= thresholds.high: the policy copes -- move the boundary outwards (widen);
-* mean <  thresholds.low: too hard -- move it inwards (narrow, never past the other);
+* mean <  thresholds.low: too hard -- move it inwards (narrow), but never past where it started:
+  the range always holds its initial range (often the nominal point), as in the paper, where each
+  boundary moves between the initial value and its limit. Without that, a boundary that fails at the
+  nominal point walks the whole range away from it and the policy stops seeing nominal physics;
 * otherwise nothing; the buffer is cleared in every case.
 
 The state (ranges, buffers, which copy tests which boundary, RNG streams) is a
@@ -45,6 +48,7 @@ class AdrParameter:
         self.limits = (float(settings.limits[0]), float(settings.limits[1]))
         self.low = float(bound.spec.distribution.low)
         self.high = float(bound.spec.distribution.high)
+        self.initial = (self.low, self.high)  # narrowing stops here
         self.buffers: dict[str, list[float]] = {"low": [], "high": []}
         self.sync()
 
@@ -68,10 +72,10 @@ class AdrParameter:
             result = 1 if moved else 0
         elif mean < lo_t:
             if side == "low":
-                new = min(self.low + self.step, self.high)
+                new = max(self.low, min(self.low + self.step, self.initial[0]))
                 moved, self.low = new != self.low, new
             else:
-                new = max(self.high - self.step, self.low)
+                new = min(self.high, max(self.high - self.step, self.initial[1]))
                 moved, self.high = new != self.high, new
             result = -1 if moved else 0
         else:

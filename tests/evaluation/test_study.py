@@ -8,8 +8,8 @@ import pytest
 
 from simreal import cli
 from simreal.evaluation.stats import bootstrap_mean, bootstrap_ratio
-from simreal.evaluation.study import (StudyError, cell_config, load_study, parse_study, plan_cells, run_study,
-                                     with_settings)
+from simreal.evaluation.study import (StudyError, cell_config, cell_status, load_study, parse_study, plan_cells,
+                                     run_study, with_settings)
 from simreal.evaluation.study_report import verdict
 
 TINY = """\
@@ -116,9 +116,9 @@ def test_shipped_studies_validate_and_plan_their_cells(tmp_path):
     assert [c.label for c in plan_cells(only, tmp_path)] == ["ppo-dactyl", "ppo-none"]
     with pytest.raises(StudyError, match=r"--agents: sac: not an agent of .*\(its agents: ppo, dreamer\)"):
         with_settings(hand, agents=["sac"])
-    for name in ("hand_transfer_continued", "hand_transfer_finetune"):  # each cell continues a shipped export
+    for name in ("hand_transfer_continued", "hand_transfer_finetune", "hand_transfer_adr"):  # continue an export
         staged = load_study(f"studies/{name}.yaml")
-        for cell in plan_cells(staged, tmp_path):
+        for cell in filter(lambda c: c.trained_here, plan_cells(staged, tmp_path)):
             start = cell_config(staged, cell)["run"]["init_from"]
             assert "assets/policies/ppo_" in start and pathlib.Path(start).is_dir()
     cart = with_settings(load_study("studies/cartpole_transfer.yaml"), seeds=[0, 1])
@@ -153,3 +153,7 @@ def test_a_tiny_study_trains_then_reuses_and_resumes_its_cells(tmp_path, capsys)
          "randomizations": ["none"]}]}, study_file)
     with pytest.raises(StudyError, match="trained with other settings"):
         run_study(changed, out, progress=False, log=lambda _: None)
+    # ... but the physics thread count leaves the numbers alone: such a cell counts as the same
+    threads = parse_study({**__import__("yaml").safe_load(TINY.replace("env.nthread=1", "env.nthread=2"))},
+                          study_file)
+    assert [cell_status(threads, c) for c in plan_cells(threads, out)] == ["done", "done"]

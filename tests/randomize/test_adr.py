@@ -46,9 +46,21 @@ def test_ranges_widen_to_the_limits_and_narrow_back():
         stack.on_reset(np.array([0]))
         values.append(stack["mass"].values[0, 0])
     assert min(values) >= 0.5 and max(values) <= 1.5 and np.std(values) > 0.2
-    drive(stack, -5.0, 600)  # always below the low threshold: back to a point, never inverted
-    assert mass.low <= mass.high and mass.high - mass.low < 0.1 + 1e-9
-    assert friction.low <= friction.high
+    drive(stack, -5.0, 600)  # always below the low threshold: back to the starting point, no further
+    assert (mass.low, mass.high) == pytest.approx((1.0, 1.0))
+    assert (friction.low, friction.high) == pytest.approx((1.0, 1.0))
+
+
+def test_a_failing_boundary_never_walks_the_range_off_its_start():
+    # widen mass's low side once, then fail at its high side (still the nominal point): the high
+    # boundary stays at 1.0 instead of following the low one down, so nominal physics stays in range
+    env = HandCubeEnv(randomization=adr_spec(buffer_size=1), settle_time=0.0)
+    env.reset(seed=0)
+    mass = env.sim.randomization.adr.params[0]
+    assert mass.update("low", 5.0, (0.0, 1.0)) == 1 and mass.low == pytest.approx(0.9)
+    assert mass.update("high", -5.0, (0.0, 1.0)) == 0 and mass.high == 1.0
+    assert mass.update("low", -5.0, (0.0, 1.0)) == -1 and mass.low == pytest.approx(1.0)
+    assert mass.update("low", -5.0, (0.0, 1.0)) == 0 and mass.low == 1.0
 
 
 def test_boundary_episodes_pin_the_value_and_others_sample():

@@ -86,6 +86,14 @@ def test_shipped_files_validate_and_resolve_by_bare_name():
     assert families.count("physics") == 8 and families.count("effect") == 8  # Table 1 + timing jitter
     assert families.count("action") == 3 and families.count("observation") == 6
     assert all(r.source for r in dactyl.randomizers)  # every value says where it comes from
+    adr = {r.name: r for r in load_spec("dactyl_adr").adr_randomizers()}
+    assert len(adr) == 22 and all(r.distribution.low == r.distribution.high for r in adr.values())  # from nominal
+    # everything a state policy meets starts at nominal; only visuals and the force shape are inherited
+    inherited = {r.name for r in dactyl.enabled()} - set(adr)
+    assert inherited == {"marker_freeze_duration", "object_force_scale", "object_force_decay"}
+    for r in dactyl.enabled():  # ADR grows a range Dactyl draws uniformly up to Dactyl's range, no further
+        if r.name in adr and r.distribution.type == "uniform":
+            assert list(adr[r.name].adr.limits) == [r.distribution.low, r.distribution.high]
 
 
 def test_json_schema_describes_the_format():
