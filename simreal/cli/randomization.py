@@ -1,4 +1,5 @@
-"""`simreal randomization check|sample|schema`: validate, sample and describe randomization files."""
+"""`simreal randomization check|sample|adr|schema`: validate, sample and describe randomization files, and
+show how a run's ADR ranges moved."""
 
 from __future__ import annotations
 
@@ -69,6 +70,21 @@ def cmd_randomization_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_randomization_adr(args: argparse.Namespace) -> int:
+    from simreal.randomize.adr_history import plot_history, read_history, table
+    from simreal.randomize.spec import RandomizationError
+
+    try:
+        history = read_history(args.run_dir)
+    except RandomizationError as exc:
+        raise CliError(short_paths(str(exc))) from None
+    print(table(history))
+    if not args.no_plot:
+        png = plot_history(history, args.out or pathlib.Path(args.run_dir) / "adr.png")
+        print(f"wrote {png} (each range over env steps; dashed: its limits)")
+    return 0
+
+
 def cmd_randomization_schema(args: argparse.Namespace) -> int:
     from simreal.randomize.spec import json_schema
 
@@ -94,6 +110,7 @@ def register(sub) -> None:
         epilog="examples:\n"
                "  simreal randomization check randomizations/dactyl.yaml\n"
                "  simreal randomization sample randomizations/dactyl.yaml -n 1000 --out outputs/dactyl-samples\n"
+               "  simreal randomization adr runs/hand_adr      # how a run's ADR ranges moved\n"
                "  simreal randomization schema --out randomization.schema.json")
     rnd_sub = rnd.add_subparsers(dest="randomization_command", metavar="SUBCOMMAND")
     file_help = "a randomization YAML file (a path, or the bare name of a shipped file such as 'dactyl')"
@@ -136,6 +153,22 @@ def register(sub) -> None:
     sample.add_argument("--no-plot", action="store_true", help="write the CSV only")
     sample.add_argument("--quiet", action="store_true", help="no progress bar")
     sample.set_defaults(func=cmd_randomization_sample)
+
+    adr = rnd_sub.add_parser(
+        "adr", help="how a training run's ADR ranges moved: a table and a plot", formatter_class=fmt,
+        description=wrap(
+            "Read the ADR ranges a training run logged (rand/adr/<name>/low|high in RUN_DIR/metrics.jsonl, "
+            "written while it trained under a file with 'adr' randomizers) and print, per randomizer, its "
+            "range at the last logged step, its adr.limits from the run's randomization file and how much "
+            "of them it has widened to, then the ADR entropy. Writes RUN_DIR/adr.png: each range as a band "
+            "over env steps with its limits. Works on a run that is still training."),
+        epilog="examples:\n"
+               "  simreal randomization adr runs/hand_adr\n"
+               "  simreal randomization adr outputs/study/hand_transfer_adr/runs/ppo-dactyl_adr/seed0 --out adr.png")
+    adr.add_argument("run_dir", metavar="RUN_DIR", help="a training run folder (holds metrics.jsonl and config.yaml)")
+    adr.add_argument("--out", metavar="PNG", help="where to write the plot (default RUN_DIR/adr.png)")
+    adr.add_argument("--no-plot", action="store_true", help="print the table only")
+    adr.set_defaults(func=cmd_randomization_adr)
 
     schema = rnd_sub.add_parser(
         "schema", help="print the JSON Schema of the file format", formatter_class=fmt,

@@ -118,3 +118,28 @@ def test_env_reports_episode_metric_and_adr_stats():
     assert adr.updates > 0 and adr.entropy() > np.log(1e-6)
     with pytest.raises(RandomizationError, match="adr.metric"):
         HandCubeEnv(randomization=adr_spec(metric="reward_sum"))
+
+
+def test_adr_history_of_a_run_prints_its_ranges_and_plots_them(tmp_path, capsys):
+    import json
+
+    from simreal.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("env: {randomization: dactyl_adr}\n")
+    records = [{"step": 0, "rand/adr/masses/low": 1.0, "rand/adr/masses/high": 1.0, "rand/adr/entropy": -13.8},
+               {"step": 2048, "rand/adr/masses/low": 0.75, "rand/adr/masses/high": 1.25, "rand/adr/entropy": -0.7,
+                "rand/adr/updates": 4.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert main(["randomization", "adr", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "| masses | [0.75, 1.25] | [0.5, 1.5] | 50% |" in out and "4 boundary moves" in out
+    assert (run / "adr.png").stat().st_size > 5000
+    # a folder without ADR logs, or without logs at all: one line naming the file
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 0, "train/loss": 1.0}) + "\n")
+    assert main(["randomization", "adr", str(run)]) == 2
+    assert "no ADR ranges logged" in capsys.readouterr().err
+    assert main(["randomization", "adr", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "metrics.jsonl: not found" in err and err.count("\n") == 1
