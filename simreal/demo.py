@@ -221,6 +221,17 @@ def shipped_study(agents: dict[str, dict], agents_dir: pathlib.Path, rig: str, e
     return study
 
 
+def describe_shipped(name: str, r: dict) -> str:
+    """One line on how a shipped agent was trained (its trained.json), with the runs it continued."""
+    minutes = f", {r['minutes']} min" if r.get("minutes") is not None else ""
+    what = r.get("agent") if r.get("kind") == "policy" else "pose estimator"
+    earlier = r.get("continued_from") or {}
+    chain = (f" (continued from {earlier.get('name') or 'an earlier run'}: {r['steps_total']} steps, "
+             f"{r.get('minutes_total')} min in all)" if r.get("steps_total") else "")
+    return (f"{name}: {what}, randomization {r.get('randomization') or 'none'}, "
+            f"{r.get('steps')} steps{minutes}{chain}, commit {r.get('commit')}")
+
+
 def run_hand_demo(out: str | pathlib.Path = "outputs/demo", agents_dir: str | pathlib.Path | None = None,
                   rig: str = HAND_DEFAULTS["rig"], episodes: int = HAND_DEFAULTS["episodes"],
                   randomization: str = HAND_DEFAULTS["randomization"], train: bool = False,
@@ -246,10 +257,7 @@ def run_hand_demo(out: str | pathlib.Path = "outputs/demo", agents_dir: str | pa
         shipped = shipped_agents(agents_dir)
         log(f"[2/4] agents: {len(shipped)} shipped in {agents_dir}")
         for name, r in shipped.items():
-            minutes = f", {r['minutes']} min" if r.get("minutes") is not None else ""
-            what = r.get("agent") if r.get("kind") == "policy" else "pose estimator"
-            log(f"  {name}: {what}, randomization {r.get('randomization') or 'none'}, "
-                f"{r.get('steps')} steps{minutes}, commit {r.get('commit')}")
+            log(f"  {describe_shipped(name, r)}")
         data = shipped_study(shipped, agents_dir, rig, episodes, max_steps)
         study_path = out / "study.yaml"
         study_path.write_text("# written by `simreal demo`; rerun with `simreal study " + str(study_path) + "`\n"

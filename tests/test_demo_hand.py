@@ -5,7 +5,7 @@ import json
 import pytest
 
 from simreal import cli
-from simreal.demo import run_hand_demo
+from simreal.demo import describe_shipped, run_hand_demo
 from simreal.evaluation.shipped import ShipError, read_record, ship_run, shipped_agents
 
 
@@ -68,6 +68,8 @@ def test_a_run_continued_from_a_shipped_agent_ships_with_its_history(agents_dir,
     assert chain["name"] == "ppo_tiny" and chain["sha256"] == earlier["weights"]["sha256"]
     assert chain["total_env_steps"] == 64 and record["steps"] == 64 and record["steps_total"] == 128
     assert record["minutes_total"] == round(record["minutes"] + earlier["minutes"], 1)
+    line = describe_shipped("ppo_more", record)  # what `simreal demo` lists
+    assert line.startswith("ppo_more: ppo, randomization none, 64 steps") and "continued from ppo_tiny: 128 steps" in line
 
 
 def test_a_changed_weights_file_is_refused(agents_dir, tmp_path):
