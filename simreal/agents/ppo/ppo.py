@@ -117,6 +117,7 @@ class PPOConfig:
     normalize_observations: bool = True
     obs_clip: float = 10.0
     target_kl: float | None = None  # stop an update's epochs early above this approximate KL
+    critic_warmup: int = 0       # first updates of a run that train only the critic (the actor stays as loaded)
 
 
 @dataclasses.dataclass
@@ -159,6 +160,7 @@ class TrainConfig:
         for where, value, low in (("env.n_envs", e.n_envs, 1), ("env.action_repeat", e.action_repeat, 1),
                                   ("ppo.n_steps", p.n_steps, 1),
                                   ("ppo.epochs", p.epochs, 1), ("ppo.minibatches", p.minibatches, 1),
+                                  ("ppo.critic_warmup", p.critic_warmup, 0),
                                   ("run.checkpoint_every", r.checkpoint_every, 1), ("run.steps", r.steps, 1),
                                   ("run.keep_checkpoints", r.keep_checkpoints, 0),
                                   ("run.torch_threads", r.torch_threads, 0), ("eval.every", self.eval.every, 0),
@@ -442,8 +444,11 @@ class PPOTrainer:
             last, _ = critic.step(xc, reset_state(self._state[1], keep))
             last_value = model.value(last)
             advantages, returns = compute_gae(buf.rewards, buf.values, buf.dones, last_value, p.gamma, p.gae_lambda)
+        # a critic warm-up update leaves the actor exactly as it is, its observation statistics included
+        warmup = self.update_index < p.critic_warmup
         # statistics for the next rollout (this one's stored observations stay as collected)
-        model.actor.normalizer.update(torch.from_numpy(buf.raw_actor))
+        if not warmup:
+            model.actor.normalizer.update(torch.from_numpy(buf.raw_actor))
         model.critic.normalizer.update(torch.from_numpy(buf.raw_critic))
         model.value_normalizer.update(returns.reshape(-1, 1))
         targets = model.value_normalizer.normalize_unclipped(returns.unsqueeze(-1)).squeeze(-1)
@@ -476,7 +481,10 @@ class PPOTrainer:
                 surrogate = torch.max(-adv * ratio, -adv * ratio.clamp(1.0 - p.clip, 1.0 + p.clip))
                 policy_loss = surrogate.mean()
                 value_loss = 0.5 * (values - flat_targets[idx]).square().mean()
-                loss = policy_loss + p.vf_coef * value_loss - p.ent_coef * entropy
+                if warmup:  # no gradient reaches the actor, so Adam leaves its weights alone
+                    loss = p.vf_coef * value_loss
+                else:
+                    loss = policy_loss + p.vf_coef * value_loss - p.ent_coef * entropy
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm)  # the total norm
@@ -506,6 +514,7 @@ class PPOTrainer:
         stats["train/lr"] = lr
         stats["train/value_mean"] = float(buf.values.mean())
         stats["train/early_stop"] = float(stop)
+        stats["train/critic_warmup"] = float(warmup)
         if head.kind == "gaussian":
             stats["train/action_std"] = float(head.log_std.detach().exp().mean())
         return stats

@@ -123,3 +123,19 @@ def test_init_from_refuses_an_export_that_does_not_fit(tmp_path, override, expec
         PPOTrainer(resolve_ppo_config(CUE_RUN[0], CUE_RUN[1] + [f"run.init_from={tmp_path / 'a'}", override]))
     with pytest.raises(RunDirError, match="no such export"):
         PPOTrainer(resolve_ppo_config(CUE_RUN[0], CUE_RUN[1] + [f"run.init_from={tmp_path / 'nothing'}"]))
+
+
+def test_critic_warmup_trains_only_the_critic_then_both():
+    trainer = PPOTrainer(resolve_ppo_config(CUE_RUN[0], CUE_RUN[1] + ["ppo.critic_warmup=2", "eval.every=0"]))
+    start = params(trainer)
+    actor_keys = [k for k in start if k.startswith("actor.")]
+    critic_keys = [k for k in start if k.startswith("critic.")]
+    assert actor_keys and critic_keys
+    trainer.train(max_updates=2)
+    warm = params(trainer)
+    assert all(torch.equal(warm[k], start[k]) for k in actor_keys)  # weights, log_std and observation statistics
+    assert not all(torch.equal(warm[k], start[k]) for k in critic_keys)
+    assert [h["train/critic_warmup"] for h in trainer.history] == [1.0, 1.0]
+    trainer.train(max_updates=1)
+    assert not all(torch.equal(params(trainer)[k], start[k]) for k in actor_keys)
+    assert trainer.history[-1]["train/critic_warmup"] == 0.0
