@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import fnmatch
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from simreal.randomize.spec import Randomizer, RandomizationSpec
 from simreal.randomize.streams import CopyStreams
+
+if TYPE_CHECKING:
+    from simreal.randomize.spec import Randomizer, RandomizationSpec
 
 
 def match_names(names: Sequence[str], patterns: Sequence[str] | None) -> np.ndarray:

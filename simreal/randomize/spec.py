@@ -125,31 +125,35 @@ class ActionTarget(_Strict):
         return action if action == "all" else _no_duplicates(action, "name")
 
 
-# effect -> its parameters, each with its nominal value (the effect is off at the nominal).
-EFFECT_PARAMS: dict[str, dict[str, float]] = {
-    "backlash": {"width": 0.0},
-    "action_delay": {"delay": 0.0},
-    "marker_freeze": {"rate": 0.0, "duration": 0.0, "occlusion_distance": 0.0},
-    "object_force": {"probability": 0.0, "scale": 0.0, "decay_time": 1.0},
-}
-
-
 class EffectTarget(_Named):
     """A parameter of an unmodeled effect, for the elements whose names match (all if omitted).
 
-    backlash.width (rad, per actuator), action_delay.delay (s, per actuator),
-    marker_freeze.rate (1/s), .duration (s, mean), .occlusion_distance (m) (per marker),
-    object_force.probability (per control step), .scale (N per kg of nominal mass, std),
-    .decay_time (s) (per body). Unnamed actuators are named ``actuator<i>``.
+    The effects and their parameters are those registered in
+    `simreal.randomize.effects` (shipped: backlash.width (rad, per actuator),
+    action_delay.delay (s, per actuator), marker_freeze.rate (1/s), .duration (s,
+    mean), .occlusion_distance (m) (per marker), object_force.probability (per
+    control step), .scale (N per kg of nominal mass, std), .decay_time (s) (per
+    body)). Unnamed actuators are named ``actuator<i>``.
     """
 
-    effect: Literal["backlash", "action_delay", "marker_freeze", "object_force"]
+    effect: str = Field(min_length=1, description="a registered effect (simreal.randomize.effects)")
     param: str = Field(min_length=1)
     names: list[str] | None = Field(default=None, description="glob patterns over the effect's element names")
 
+    @field_validator("effect", mode="after")
+    @classmethod
+    def _known_effect(cls, effect):
+        from simreal.randomize import effects  # the registry imports the effect modules, which need this one
+
+        if effect not in effects.effect_names():
+            raise ValueError(f"unknown effect {effect!r} (effects: {', '.join(effects.effect_names())})")
+        return effect
+
     @model_validator(mode="after")
     def _known_param(self):
-        known = EFFECT_PARAMS[self.effect]
+        from simreal.randomize import effects
+
+        known = effects.effect_params(self.effect)
         if self.param not in known:
             raise ValueError(f"effect {self.effect!r} has parameters {', '.join(known)}; got {self.param!r}")
         return self

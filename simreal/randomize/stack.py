@@ -30,14 +30,16 @@ from typing import Any
 
 import numpy as np
 
+from simreal.randomize import effects as effect_registry
+from simreal.randomize.action import ActionNoise
 from simreal.randomize.base import BoundRandomizer
+from simreal.randomize.effects import Effect, EffectParam, EffectUnavailable
 from simreal.randomize.observation import ObservationNoise
 from simreal.randomize.physics import FieldRandomizer
 from simreal.randomize.spec import RandomizationError, RandomizationSpec, Randomizer, load_spec
-from simreal.randomize.unmodeled import EFFECTS, ActionNoise, Effect, EffectParam, EffectUnavailable
 from simreal.randomize.visual import VisualStack, bind_visual
 
-FAMILY_ORDER = ("physics", "effect", "action", "observation")
+FAMILY_ORDER = ("physics", "effect", "action", "observation", "visual")
 
 
 class RandomizationStack:
@@ -61,32 +63,32 @@ class RandomizationStack:
 
     # ------------------------------------------------------------- editing
     def _bind(self, r: Randomizer) -> BoundRandomizer:
-        if r.family == "physics":
-            bound = FieldRandomizer(r, self.spec, self.sim)
-            for other in self.items:
-                if isinstance(other, FieldRandomizer) and other.field == bound.field and other.elements & bound.elements:
-                    raise self.spec.error(f"{self.spec.locate(r.name)}.target",
-                                          f"overlaps {other.name!r} on {bound.field!r}; each element has one randomizer")
-            return bound
-        if r.family == "action":
-            return ActionNoise(r, self.spec, self.sim)
-        if r.family == "effect":
-            return EffectParam(r, self.spec, self._effect(r))
-        if r.family == "visual":  # the renderer applies these (see visual.py); the simulation never sees them
-            return bind_visual(r, self.spec, self.sim)
-        return ObservationNoise(r, self.spec, self.sim, self.obs_space)
+        return _BINDERS[r.family](self, r)
 
-    def _effect(self, r: Randomizer) -> Effect:
+    def _bind_physics(self, r: Randomizer) -> FieldRandomizer:
+        bound = FieldRandomizer(r, self.spec, self.sim)
+        for other in self.items:
+            if isinstance(other, FieldRandomizer) and other.field == bound.field and other.elements & bound.elements:
+                raise self.spec.error(f"{self.spec.locate(r.name)}.target",
+                                      f"overlaps {other.name!r} on {bound.field!r}; each element has one randomizer")
+        return bound
+
+    def _bind_effect(self, r: Randomizer) -> EffectParam:
         name = r.target.effect
         if name not in self.effects:
+            where = f"{self.spec.locate(r.name)}.target.effect"
             try:
-                effect = EFFECTS[name](self.sim)
+                effect = effect_registry.effect_class(name)(self.sim)
             except EffectUnavailable as exc:
-                raise self.spec.error(f"{self.spec.locate(r.name)}.target.effect", str(exc)) from None
+                raise self.spec.error(where, str(exc)) from None
+            timing = [e for e in self.effects.values() if "substep_controls" in e.hooks()]
+            if timing and "substep_controls" in effect.hooks():
+                raise self.spec.error(where, f"{name!r} and {timing[0].name!r} both decide when commands reach "
+                                             "the actuators; a stack takes one of them")
             for i, seed in enumerate(self._seeds):
                 effect.seed(i, seed)
             self.effects[name] = effect
-        return self.effects[name]
+        return EffectParam(r, self.spec, self.effects[name])
 
     def insert(self, index: int, randomizer: Randomizer) -> BoundRandomizer:
         """Bind and insert a randomizer; its stream follows the env seeds already given."""
@@ -107,6 +109,8 @@ class RandomizationStack:
         self._noise = [b for b in self.items if isinstance(b, ObservationNoise)]
         self._periodic = [b for b in self.items if b.spec.period > 0]
         self._visual: VisualStack | None = None  # rebuilt on first use (see `visual`)
+        ordered = sorted(self.effects.values(), key=lambda e: (e.order, e.name))
+        self._hooks = {h: [e for e in ordered if h in e.hooks()] for h in effect_registry.base.HOOKS}
 
     @property
     def visual(self) -> VisualStack:
@@ -125,12 +129,12 @@ class RandomizationStack:
     @property
     def acts_on_action(self) -> bool:
         """Anything between the policy's action and the actuators (noise, backlash, delay)."""
-        return bool(self._action) or "backlash" in self.effects or "action_delay" in self.effects
+        return bool(self._action) or any(e.acts_on_action for e in self.effects.values())
 
     @property
     def acts_on_observation(self) -> bool:
         """Anything between the measurements and the policy's observation (noise, marker freeze)."""
-        return bool(self._noise) or "marker_freeze" in self.effects
+        return bool(self._noise) or any(e.acts_on_observation for e in self.effects.values())
 
     def remove(self, name: str) -> BoundRandomizer:
         """Remove by name; the model fields it edited go back to their nominal values at once."""
@@ -143,6 +147,15 @@ class RandomizationStack:
             self._set_effect_inputs(bound.effect)
         self._refresh()
         return bound
+
+    def restore_nominal(self) -> None:
+        """Every randomized model field back to its nominal value, every effect's state cleared (forces off)."""
+        ids = np.arange(self.sim.n_envs)
+        for b in self.items:
+            if isinstance(b, FieldRandomizer):
+                b.restore(ids)
+        for e in self.effects.values():
+            e.on_reset(ids)
 
     def __getitem__(self, name: str) -> BoundRandomizer:
         for b in self.items:
@@ -162,7 +175,7 @@ class RandomizationStack:
         return "\n".join(b.describe() for b in self.ordered())
 
     def ordered(self) -> list[BoundRandomizer]:
-        return sorted(self.items, key=lambda b: (FAMILY_ORDER + ("visual",)).index(b.family))
+        return sorted(self.items, key=lambda b: FAMILY_ORDER.index(b.family))
 
     # ------------------------------------------------------------- fixed mode
     def set_fixed(self, values: dict[str, Any] | None) -> None:
@@ -202,33 +215,37 @@ class RandomizationStack:
         return action
 
     def on_ctrl(self, ctrl: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-        """Joint targets (n, nu) in actuator units through backlash, clipped to [low, high]."""
-        backlash = self.effects.get("backlash")
-        if backlash is not None:
-            ctrl = np.clip(backlash.on_ctrl(ctrl), low, high)
+        """Joint targets (n, nu) in actuator units through the effects' ``on_ctrl`` (backlash), each result
+        clipped to [low, high]."""
+        for e in self._hooks["on_ctrl"]:
+            ctrl = np.clip(e.on_ctrl(ctrl), low, high)
         return ctrl
 
     def segments(self, cmd: np.ndarray, current: np.ndarray, substeps: int, timestep: float,
                  low: np.ndarray, high: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """The control step as (nstep, ctrl) pieces: one piece unless action delays cut it."""
-        delay = self.effects.get("action_delay")
-        if delay is None:
+        timing = self._hooks["substep_controls"]
+        if not timing:
             return [(substeps, cmd)]
-        return [(n, np.clip(c, low, high)) for n, c in delay.segments(cmd, current, substeps, timestep) if n > 0]
+        return [(n, np.clip(c, low, high)) for n, c in timing[0].segments(cmd, current, substeps, timestep) if n > 0]
 
     def substep_controls(self, cmd: np.ndarray, current: np.ndarray, substeps: int, timestep: float,
                          low: np.ndarray, high: np.ndarray, out: np.ndarray) -> np.ndarray:
         """The step's controls, clipped: (n, nu) for the whole step, or (n, substeps, nu) written into out
         when action delays switch some copy's controls mid-step (what `segments` cuts into pieces)."""
-        delay = self.effects.get("action_delay")
-        if delay is None:
+        timing = self._hooks["substep_controls"]
+        if not timing:
             return cmd
-        return delay.substep_controls(cmd, current, substeps, timestep, low, high, out)
+        return timing[0].substep_controls(cmd, current, substeps, timestep, low, high, out)
+
+    @property
+    def splits_steps(self) -> bool:
+        """An effect decides which command acts in each physics substep (action delay)."""
+        return bool(self._hooks["substep_controls"])
 
     def before_physics(self, control_dt: float) -> None:
-        force = self.effects.get("object_force")
-        if force is not None:
-            force.before_physics(control_dt)
+        for e in self._hooks["before_physics"]:
+            e.before_physics(control_dt)
 
     def on_step(self) -> None:
         for b in self._periodic:
@@ -253,9 +270,8 @@ class RandomizationStack:
         for b in self._noise:
             if b.key in obs:
                 b.on_observation(obs, rows)
-        freeze = self.effects.get("marker_freeze")
-        if freeze is not None:
-            freeze.on_observation(obs, self.sim.control_dt, rows)
+        for e in self._hooks["on_observation"]:
+            e.on_observation(obs, self.sim.control_dt, rows)
         return obs
 
     def info(self, i: int) -> dict[str, Any]:
@@ -285,3 +301,14 @@ class RandomizationStack:
         if not items:
             return np.zeros((self.sim.n_envs, 0))
         return np.concatenate([b.values for b in items], axis=1)
+
+
+# family -> how the stack binds a randomizer of it (the file's ``visual`` list is drawn here like the others
+# and applied by the renderers, see visual.py; the simulation never sees it)
+_BINDERS = {
+    "physics": RandomizationStack._bind_physics,
+    "effect": RandomizationStack._bind_effect,
+    "action": lambda stack, r: ActionNoise(r, stack.spec, stack.sim),
+    "observation": lambda stack, r: ObservationNoise(r, stack.spec, stack.sim, stack.obs_space),
+    "visual": lambda stack, r: bind_visual(r, stack.spec, stack.sim),
+}

@@ -69,14 +69,12 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from simreal.randomize.physics import FieldRandomizer
+from simreal.randomize import effects
 from simreal.randomize.spec import RandomizationError, RandomizationSpec, load_spec
 from simreal.randomize.stack import RandomizationStack
 from simreal.training.finite import PhysicsDiverged, format_values
 
 __all__ = ["SingleModelSim", "RandomizedEnv", "wrap", "find_mujoco"]
-
-_ACTION_EFFECTS = ("backlash", "action_delay")
 
 
 class _OptScalar(np.ndarray):
@@ -241,7 +239,7 @@ class RandomizedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def _check_actions(self, spec: RandomizationSpec, model: mujoco.MjModel) -> None:
         space = self.env.action_space
         uses = [r for r in spec.enabled()
-                if r.family == "action" or (r.family == "effect" and r.target.effect in _ACTION_EFFECTS)]
+                if r.family == "action" or (r.family == "effect" and effects.effect_class(r.target.effect).acts_on_action)]
         if not uses:
             return
         where = f"{spec.locate(uses[0].name)}.target"
@@ -325,13 +323,7 @@ class RandomizedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def restore_nominal(self) -> None:
         """Put every randomized model field back to its nominal value and clear applied forces."""
-        ids = self._ids
-        for b in self.stack.items:
-            if isinstance(b, FieldRandomizer):
-                b.restore(ids)
-        force = self.stack.effects.get("object_force")
-        if force is not None:
-            force.on_reset(ids)
+        self.stack.restore_nominal()
         self.sim.batch.sync()
 
     def close(self):
@@ -372,7 +364,7 @@ class RandomizedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
             unit = np.clip((a - mid) / safe, -1.0, 1.0)
             a = np.clip(mid + stack.on_action(unit) * half, low, high)
         a = stack.on_ctrl(a, low, high)
-        if "action_delay" in stack.effects:
+        if stack.splits_steps:
             current = np.clip(self.sim.ctrl.astype(np.float64), low, high)
             # one whole control step, with delays measured in control periods
             (_, a), = stack.segments(a, current, 1, self.sim.nominal_control_dt, low, high)

@@ -231,7 +231,7 @@ class SimulatedRig(Rig):
         self._units = "rad (joint position targets)"
 
     def _make_gym(self, env_id: str, spec, pixels_only: bool) -> None:
-        from simreal.randomize.unmodeled import actuator_names
+        from simreal.randomize.effects import actuator_names
         from simreal.randomize.wrappers import find_mujoco
         from simreal.training.envs import single_env_factory
 
