@@ -346,6 +346,26 @@ class HandCubeSim:
             return np.clip(a, 0, self.config.n_bins - 1) * (2.0 / (self.config.n_bins - 1)) - 1.0
         return np.clip(a, -1.0, 1.0).astype(np.float64, copy=False)
 
+    # the Sim protocol's command mapping (simreal.envs.sim): the randomization stack's step pipeline calls these
+    @property
+    def substeps(self) -> int:
+        return self.config.substeps
+
+    @property
+    def command_period(self) -> float:
+        return self.timestep
+
+    def unit_from_action(self, actions: np.ndarray) -> np.ndarray:
+        return self.action_to_unit(actions).reshape(self.n_envs, self.nu)
+
+    def ctrl_from_unit(self, unit: np.ndarray) -> np.ndarray:
+        """Joint targets: about the current joint angles (relative control) or the range's middle."""
+        center = self.qpos[:, self.act_qadr] if self.config.control == "relative" else self.ctrl_mid
+        return np.clip(center + unit * self.ctrl_half, self.ctrl_low, self.ctrl_high)
+
+    def ctrl_from_action(self, actions: np.ndarray) -> np.ndarray:
+        return self.ctrl_from_unit(self.unit_from_action(actions))
+
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Advance every copy one control step.
 
@@ -353,21 +373,14 @@ class HandCubeSim:
         Copies that succeeded already hold their next goal.
         """
         cfg = self.config
-        a = self.action_to_unit(actions).reshape(self.n_envs, self.nu)
+        a = self.unit_from_action(actions)
         self.last_action[:] = a  # what the policy asked for, before any action noise
         rnd = self.randomization
-        if rnd is not None:
-            a = rnd.on_action(a)
-        center = self.qpos[:, self.act_qadr] if cfg.control == "relative" else self.ctrl_mid
-        cmd = np.clip(center + a * self.ctrl_half, self.ctrl_low, self.ctrl_high)
         if rnd is None:
-            self.ctrl[:] = cmd
+            self.ctrl[:] = self.ctrl_from_unit(a)
             self.batch.step(nstep=cfg.substeps, stage=self._stage)
         else:
-            cmd = rnd.on_ctrl(cmd, self.ctrl_low, self.ctrl_high)
-            rnd.before_physics(cfg.control_dt)
-            ctrl = rnd.substep_controls(cmd, self.ctrl, cfg.substeps, self.timestep, self.ctrl_low, self.ctrl_high,
-                                        out=self._substep_ctrl)
+            ctrl = rnd.command(actions, out=self._substep_ctrl)
             if ctrl.ndim == 2:
                 self.ctrl[:] = ctrl
                 self.batch.step(nstep=cfg.substeps, stage=self._stage)

@@ -209,6 +209,29 @@ class RandomizationStack:
         if self.adr is not None:
             self.adr.on_episode_end(np.asarray(ids, dtype=np.int64), np.asarray(metrics, dtype=float))
 
+    # ------------------------------------------------------------- the step
+    def command(self, action: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The control step's commands from the policy's action, every sim alike (steps 2-4 of the order).
+
+        Action noise on the action in [-1, 1] (``sim.unit_from_action``), the
+        commands in actuator units (``sim.ctrl_from_unit``), the effects'
+        ``on_ctrl`` (backlash), their ``before_physics`` (forces), then the
+        timing effect (action delay) at ``sim.command_period`` resolution.
+        Returns (n, nu), or (n, substeps, nu) written into ``out`` when some copy
+        switches commands within the step; always inside the control range.
+        """
+        sim = self.sim
+        if self._action:
+            cmd = sim.ctrl_from_unit(self.on_action(sim.unit_from_action(action)))
+        else:
+            cmd = sim.ctrl_from_action(action)
+        low, high = sim.ctrl_low, sim.ctrl_high
+        cmd = self.on_ctrl(cmd, low, high)
+        self.before_physics(sim.control_dt)
+        if out is None and self.splits_steps:
+            out = np.empty((sim.n_envs, sim.substeps, cmd.shape[1]))
+        return self.substep_controls(cmd, sim.ctrl, sim.substeps, sim.command_period, low, high, out)
+
     def on_action(self, action: np.ndarray) -> np.ndarray:
         for b in self._action:
             action = b.on_action(action)

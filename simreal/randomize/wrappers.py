@@ -26,7 +26,9 @@ What the wrapper does, per the stack's order:
   ``PhysicsError``: NaN, inf or huge accelerations) in ``reset`` or ``step`` is
   a one-line `simreal.training.finite.PhysicsDiverged` naming the env, the
   episode step and the randomizer values of that episode.
-* ``step``: with any action randomization in the stack, the action is first
+* ``step``: the stack's step pipeline (``RandomizationStack.command``, the
+  same code the hand sim steps through; `simreal.envs.sim` says what differs).
+  With any action randomization in the stack, the action is first
   clipped to the action space (MuJoCo clamps a limited ``ctrl`` the same way);
   action noise on the action normalized to [-1, 1] with the action
   space's bounds; backlash and action delay on the command in actuator units
@@ -141,13 +143,17 @@ class _SingleBatch:
 
 
 class SingleModelSim:
-    """A one-copy "simulation" over an env's own ``MjModel``/``MjData``, as the stack expects.
+    """The `simreal.envs.sim.Sim` of one wrapped env: one copy over the env's own ``MjModel``/``MjData``.
 
     ``data`` is fetched through a callable each time, in case the env swaps its
     MjData object; the model is the one the stack bound to and must not change.
+    The env steps its own physics, so a command holds for a whole control step
+    (``substeps == 1``); the command range is the action space's bounds (these
+    envs send the action straight to ``data.ctrl``), set by `set_command_range`.
     """
 
     n_envs = 1
+    substeps = 1
 
     def __init__(self, model: mujoco.MjModel, data: Callable[[], mujoco.MjData] | mujoco.MjData,
                  control_dt: Callable[[], float] | float):
@@ -158,6 +164,27 @@ class SingleModelSim:
         self.markers: list = []
         self.nominal_control_dt = float(self._control_dt())
         self.nominal_timestep = float(model.opt.timestep)
+        self.ctrl_low = self.ctrl_high = None  # see set_command_range
+
+    def set_command_range(self, low: np.ndarray, high: np.ndarray) -> None:
+        self.ctrl_low, self.ctrl_high = np.asarray(low, np.float64), np.asarray(high, np.float64)
+        self._mid = 0.5 * (self.ctrl_low + self.ctrl_high)
+        self._half = 0.5 * (self.ctrl_high - self.ctrl_low)
+        self._safe_half = np.where(self._half > 0, self._half, 1.0)
+
+    @property
+    def command_period(self) -> float:
+        """Delays count in whole (nominal) control periods."""
+        return self.nominal_control_dt
+
+    def ctrl_from_action(self, action) -> np.ndarray:
+        return np.clip(np.asarray(action, dtype=np.float64).reshape(1, -1), self.ctrl_low, self.ctrl_high)
+
+    def unit_from_action(self, action) -> np.ndarray:
+        return np.clip((self.ctrl_from_action(action) - self._mid) / self._safe_half, -1.0, 1.0)
+
+    def ctrl_from_unit(self, unit: np.ndarray) -> np.ndarray:
+        return np.clip(self._mid + unit * self._half, self.ctrl_low, self.ctrl_high)
 
     @property
     def data(self) -> mujoco.MjData:
@@ -225,6 +252,9 @@ class RandomizedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
             obs_space = gym.spaces.Dict({})  # observation noise on it fails at bind with the keys listed
         self._obs_space = obs_space
         self._check_actions(spec, model)
+        space = env.action_space
+        if isinstance(space, gym.spaces.Box) and space.shape == (model.nu,):
+            self.sim.set_command_range(space.low, space.high)
         self.stack = RandomizationStack(spec, self.sim, obs_space)
         self._check_visual(spec)
         self._ids = np.zeros(1, dtype=np.int64)
@@ -300,8 +330,10 @@ class RandomizedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def step(self, action):
         stack = self.stack
-        action = self._command(action)
-        stack.before_physics(self.sim.control_dt)
+        if stack.acts_on_action:  # the stack's step pipeline, one command per control step
+            action = stack.command(action)[0].astype(self.env.action_space.dtype)
+        else:
+            stack.before_physics(self.sim.control_dt)
         self.sim.batch.sync()
         try:
             obs, reward, terminated, truncated, info = self.env.step(action)
@@ -349,26 +381,6 @@ class RandomizedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
             raise RandomizationError(f"{self.stack.spec.source}: adr.metric: the env's step info has no key "
                                      f"{name!r} (keys: {', '.join(map(str, info)) or 'none'}); use 'return' or one of those")
         return float(info[name])
-
-    def _command(self, action):
-        """The action through action noise, backlash and action delay (one copy; actuator units)."""
-        if not self.stack.acts_on_action:
-            return action
-        space = self.env.action_space
-        low, high = space.low.astype(np.float64), space.high.astype(np.float64)
-        a = np.clip(np.asarray(action, dtype=np.float64).reshape(1, -1), low, high)
-        stack = self.stack
-        if any(b.family == "action" for b in stack.items):
-            mid, half = 0.5 * (low + high), 0.5 * (high - low)
-            safe = np.where(half > 0, half, 1.0)
-            unit = np.clip((a - mid) / safe, -1.0, 1.0)
-            a = np.clip(mid + stack.on_action(unit) * half, low, high)
-        a = stack.on_ctrl(a, low, high)
-        if stack.splits_steps:
-            current = np.clip(self.sim.ctrl.astype(np.float64), low, high)
-            # one whole control step, with delays measured in control periods
-            (_, a), = stack.segments(a, current, 1, self.sim.nominal_control_dt, low, high)
-        return a[0].astype(space.dtype)
 
     def _observe(self, obs):
         if not self.stack.acts_on_observation:
