@@ -99,13 +99,14 @@ def sample_randomization(out: pathlib.Path, randomization: str, env_id: str, sam
     """Check a randomization file against env_id, copy it to OUT/randomization.yaml and plot
     ``samples`` episode draws (OUT/randomization/histograms.png); returns the histogram path."""
     from simreal.randomize import load_spec, sampling
+    from simreal.registration import bind_to_env
     from simreal.randomize.spec import resolve_path
 
     (out / "randomization").mkdir(parents=True, exist_ok=True)
     spec = load_spec(randomization)  # one-line error naming the file and key if it does not validate
     source = pathlib.Path(resolve_path(randomization))
     shutil.copyfile(source, out / "randomization.yaml")
-    stack = sampling.bind_to_env(spec, env_id)
+    stack = bind_to_env(spec, env_id)
     drawn = sampling.draw_samples(stack, samples, seed, progress=False)
     sampling.write_csv(drawn, out / "randomization" / "samples.csv", n=samples)
     png = sampling.plot_histograms(drawn, stack, out / "randomization" / "histograms.png", n=samples)

@@ -12,26 +12,6 @@ if HAND_CUBE_ID not in gym.registry:
     gym.register(HAND_CUBE_ID, entry_point="simreal.envs.hand_cube:HandCubeEnv")
 
 
-def check_config_env_id(env_id: Any, where: str, hint: str = "pass it on the command line with --env") -> str:
-    """``env_id`` as read from a file (a run's config.yaml, a config preset), refused when it would import code.
-
-    Gymnasium's ``module:name`` form imports ``module`` before looking ``name`` up, so a config file
-    naming ``os:x`` or ``mypkg.evil:Env-v0`` would run any installed module. From a file only plain
-    ids are taken (registered ones, or ones gymnasium refuses as unknown without importing
-    anything); an entry point must come from the command line. A one-line `ConfigError` otherwise.
-    """
-    from simreal.training.config import ConfigError
-
-    if not isinstance(env_id, str) or not env_id.strip():
-        raise ConfigError(f"{where}: expected an env id (a string), got {env_id!r}")
-    if ":" in env_id and env_id not in gym.registry:
-        module = env_id.split(":", 1)[0]
-        raise ConfigError(f"{where}: {env_id!r} is a module:name entry point, which would import module "
-                          f"{module!r}; a config may only name registered gymnasium ids, entry points are taken "
-                          f"from the command line only ({hint})")
-    return env_id
-
-
 def make(env_id: str = HAND_CUBE_ID, **kwargs: Any) -> gym.Env:
     """Make one environment (`gymnasium.make`, with simreal's envs registered)."""
     return gym.make(env_id, **kwargs)
@@ -56,3 +36,24 @@ def make_vec(env_id: str = HAND_CUBE_ID, n_envs: int = 8, seed: int | None = Non
     if seed is not None:
         venv.seed(seed)
     return venv
+
+
+def bind_to_env(spec, env_id: str):
+    """A RandomizationStack of spec on a one-copy simulation of env_id (names and fields checked):
+    the hand-cube sim for simreal/HandCube-v0, else the env made by Gymnasium (dm_control ids too)
+    under `simreal.randomize.wrappers.wrap`. A bad file or env id is a one-line error."""
+    if env_id == HAND_CUBE_ID:
+        from simreal.envs.hand_cube import HandCubeConfig, HandCubeSim
+
+        sim = HandCubeSim(1, HandCubeConfig(settle_time=0.0))
+        sim.set_randomization(spec)
+        return sim.randomization
+    from simreal.randomize.wrappers import wrap
+
+    if env_id.startswith("dm_control/") and env_id not in gym.registry:
+        import shimmy  # noqa: F401  (registers the dm_control/ ids)
+    try:
+        env = gym.make(env_id)  # "module:ID" imports module first, for ids registered elsewhere
+    except gym.error.Error as exc:
+        raise ValueError(f"--env {env_id}: {exc}") from None
+    return wrap(env, spec).stack

@@ -30,30 +30,32 @@ def _load(file: str):
 
 def cmd_randomization_check(args: argparse.Namespace) -> int:
     from simreal.randomize import sampling
+    from simreal.registration import bind_to_env
     from simreal.randomize.stack import FAMILY_ORDER
 
     spec = _load(args.file)
     enabled = spec.enabled()
-    counts = {f: sum(r.family == f for r in enabled) for f in FAMILY_ORDER}
+    counts = {f: sum(r.family == f for r in enabled) for f in FAMILY_ORDER if f != "visual"}
     n_disabled = len(spec.randomizers) - len(enabled)
     bound = ""
     if not args.no_env:
-        stack = sampling.bind_to_env(spec, args.env)
+        stack = bind_to_env(spec, args.env)
         stack.seed(0, 0)
         stack.on_reset([0])  # one draw-and-apply, as an episode start does
         bound = f"; bound to {args.env}"
     plural = "" if len(enabled) == 1 else "s"
     print(f"ok: {args.file}: {len(enabled)} randomizer{plural} ("
-          + ", ".join(f"{counts[f]} {f}" for f in FAMILY_ORDER)
+          + ", ".join(f"{n} {f}" for f, n in counts.items())
           + f"), {n_disabled} disabled{bound}")
     return 0
 
 
 def cmd_randomization_sample(args: argparse.Namespace) -> int:
     from simreal.randomize import sampling
+    from simreal.registration import bind_to_env
 
     spec = _load(args.file)
-    stack = sampling.bind_to_env(spec, args.env)
+    stack = bind_to_env(spec, args.env)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"simreal randomization sample: {args.file} on {args.env}, {len(stack.items)} randomizers, "
@@ -71,7 +73,7 @@ def cmd_randomization_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_randomization_adr(args: argparse.Namespace) -> int:
-    from simreal.randomize.adr_history import plot_history, read_history, table
+    from simreal.training.adr_history import plot_history, read_history, table
     from simreal.randomize.spec import RandomizationError
 
     try:

@@ -40,7 +40,7 @@ class AgentRun:
 
     @classmethod
     def load(cls, run_dir: str | pathlib.Path, name: str | None = None) -> "AgentRun":
-        from simreal.registration import check_config_env_id
+        from simreal.training.config import check_config_env_id
         from simreal.training.config import ConfigError
         from simreal.training.export import load_export
         from simreal.training.run import RunDir

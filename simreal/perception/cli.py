@@ -54,7 +54,7 @@ def cmd_render_preview(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from simreal.randomize.spec import RandomizationError
-    from simreal.render.preview import preview_grid
+    from simreal.envs.preview import preview_grid
 
     randomization = _check_randomization(args.randomization)
     out = pathlib.Path(args.out)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from simreal.perception.model import PoseNet, PoseNetConfig
-from simreal.training.finite import NonFiniteError, non_finite_tensor
+from simreal.utils.finite import NonFiniteError, non_finite_tensor
 from simreal.training.run import RunDirError, load_weights_only
 
 FORMAT = "simreal-pose-estimator"

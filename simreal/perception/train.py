@@ -22,7 +22,7 @@ orientation parts, batch median errors, lr),
 
 A NaN or inf label in the dataset (checked once), loss or gradient norm
 (checked before the optimizer step) or weight (checked before every checkpoint
-and export) stops training with `simreal.training.finite.NonFiniteError`, one
+and export) stops training with `simreal.utils.finite.NonFiniteError`, one
 line naming what, the step and the last finite checkpoint (the newest on disk).
 """
 
@@ -42,7 +42,7 @@ from simreal.perception.estimator import EXPORT_NAME, save_estimator
 from simreal.perception.evaluate import pose_errors, summarize
 from simreal.perception.model import LOSSES, PoseNet, PoseNetConfig, count_parameters, pose_loss
 from simreal.training.config import ConfigError
-from simreal.training.finite import (NonFiniteError, check_scalars, check_state_dict, checkpoint_note, fetch,
+from simreal.utils.finite import (NonFiniteError, check_scalars, check_state_dict, checkpoint_note, fetch,
                                      first_non_finite, fmt)
 from simreal.training.logger import Logger
 from simreal.training.run import (

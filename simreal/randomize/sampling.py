@@ -183,28 +183,3 @@ def plot_histograms(samples: dict[str, np.ndarray], stack, path: str | pathlib.P
     fig.suptitle(f"{pathlib.Path(stack.spec.source).name}: {n} episode samples per randomizer", fontsize=11)
     fig.savefig(path, dpi=80)
     return path
-
-
-def bind_to_env(spec, env_id: str):
-    """A RandomizationStack of spec on a one-copy simulation of env_id (names and fields checked):
-    the hand-cube sim for simreal/HandCube-v0, else the env made by Gymnasium (dm_control ids too)
-    under `simreal.randomize.wrappers.wrap`. A bad file or env id is a one-line error."""
-    import gymnasium as gym
-
-    import simreal
-
-    if env_id == simreal.HAND_CUBE_ID:
-        from simreal.envs.hand_cube import HandCubeConfig, HandCubeSim
-
-        sim = HandCubeSim(1, HandCubeConfig(settle_time=0.0))
-        sim.set_randomization(spec)
-        return sim.randomization
-    from simreal.randomize.wrappers import wrap
-
-    if env_id.startswith("dm_control/") and env_id not in gym.registry:
-        import shimmy  # noqa: F401  (registers the dm_control/ ids)
-    try:
-        env = gym.make(env_id)  # "module:ID" imports module first, for ids registered elsewhere
-    except gym.error.Error as exc:
-        raise ValueError(f"--env {env_id}: {exc}") from None
-    return wrap(env, spec).stack

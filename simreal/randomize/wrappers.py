@@ -24,7 +24,7 @@ What the wrapper does, per the stack's order:
   holds the samples by YAML name.
 * A simulation that becomes invalid under the sampled values (dm_control's
   ``PhysicsError``: NaN, inf or huge accelerations) in ``reset`` or ``step`` is
-  a one-line `simreal.training.finite.PhysicsDiverged` naming the env, the
+  a one-line `simreal.utils.finite.PhysicsDiverged` naming the env, the
   episode step and the randomizer values of that episode.
 * ``step``: the stack's step pipeline (``RandomizationStack.command``, the
   same code the hand sim steps through; `simreal.envs.sim` says what differs).
@@ -74,7 +74,7 @@ import numpy as np
 from simreal.randomize import effects
 from simreal.randomize.spec import RandomizationError, RandomizationSpec, load_spec
 from simreal.randomize.stack import RandomizationStack
-from simreal.training.finite import PhysicsDiverged, format_values
+from simreal.utils.finite import PhysicsDiverged, format_values
 
 __all__ = ["SingleModelSim", "RandomizedEnv", "wrap", "find_mujoco"]
 

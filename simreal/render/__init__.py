@@ -4,7 +4,7 @@
   dressed by the copy's visual randomization (``MUJOCO_GL=egl``: GPU EGL where present).
 * `simreal.render.textures` -- procedural textures and HSV transforms (numpy).
 * `simreal.render.effects` -- blur, brightness, contrast and noise on rendered images.
-* `simreal.render.preview` -- a grid of randomized views, to see what a YAML file does.
+* `simreal.envs.preview` -- a grid of randomized views, to see what a YAML file does.
 """
 
 from __future__ import annotations

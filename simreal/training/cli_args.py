@@ -58,7 +58,7 @@ def prepare_run(args: argparse.Namespace, config_path: str | pathlib.Path,
     (which imports ``module``) is only taken from ``--env``, never from a config
     file, a preset or ``--set``.
     """
-    from simreal.registration import check_config_env_id
+    from simreal.training.config import check_config_env_id
     from simreal.training.run import RunDir  # torch: imported when a run starts, not for --help
 
     if args.resume:

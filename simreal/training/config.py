@@ -31,6 +31,26 @@ class ConfigError(ValueError):
     """A bad config file, preset name or override: one line naming the key."""
 
 
+def check_config_env_id(env_id: Any, where: str, hint: str = "pass it on the command line with --env") -> str:
+    """``env_id`` as read from a file (a run's config.yaml, a config preset), refused when it would import code.
+
+    Gymnasium's ``module:name`` form imports ``module`` before looking ``name`` up, so a config file
+    naming ``os:x`` or ``mypkg.evil:Env-v0`` would run any installed module. From a file only plain
+    ids are taken (registered ones, or ones gymnasium refuses as unknown without importing
+    anything); an entry point must come from the command line. A one-line `ConfigError` otherwise.
+    """
+    import gymnasium as gym
+
+    if not isinstance(env_id, str) or not env_id.strip():
+        raise ConfigError(f"{where}: expected an env id (a string), got {env_id!r}")
+    if ":" in env_id and env_id not in gym.registry:
+        module = env_id.split(":", 1)[0]
+        raise ConfigError(f"{where}: {env_id!r} is a module:name entry point, which would import module "
+                          f"{module!r}; a config may only name registered gymnasium ids, entry points are taken "
+                          f"from the command line only ({hint})")
+    return env_id
+
+
 def yaml_problem(path: str | pathlib.Path, exc: yaml.YAMLError) -> str:
     """``PATH:LINE:COLUMN: not valid YAML (problem)``: a YAML error in one line."""
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)

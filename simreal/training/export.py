@@ -12,7 +12,7 @@ A rig loads it with `load_export` and the agent's own ``policy_from_export``
 (network code only: no trainer, no env).
 
 Neither side accepts NaN or inf weights: `save_export` refuses to write them and
-`load_export` refuses to load them (`simreal.training.finite.NonFiniteError`,
+`load_export` refuses to load them (`simreal.utils.finite.NonFiniteError`,
 one line naming the file and the tensor).
 """
 
@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import gymnasium as gym
 import torch
 
-from simreal.training.finite import NonFiniteError, non_finite_tensor
+from simreal.utils.finite import NonFiniteError, non_finite_tensor
 from simreal.training.run import RunDirError, load_weights_only
 from simreal.utils.spaces import space_from_data, space_to_data
 

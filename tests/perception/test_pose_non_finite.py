@@ -9,7 +9,7 @@ from simreal.perception.dataset import DatasetSettings, load_dataset, write_data
 from simreal.perception.estimator import PoseEstimator, save_estimator
 from simreal.perception.train import CONFIG_PATH, PoseTrainer
 from simreal.training.config import resolve_config
-from simreal.training.finite import NonFiniteError
+from simreal.utils.finite import NonFiniteError
 from simreal.training.run import RunDir, load_weights_only
 
 SETTINGS = DatasetSettings(randomization="dactyl", height=24, width=24, seed=0, shard_size=24, antialias=0)

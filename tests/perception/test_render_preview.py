@@ -10,7 +10,7 @@ from PIL import Image
 from simreal import cli
 from simreal.envs.hand_cube import HandCubeConfig, HandCubeSim
 from simreal.render.multicam import MultiCameraRenderer
-from simreal.render.preview import preview_grid
+from simreal.envs.preview import preview_grid
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

@@ -243,7 +243,7 @@ def test_domain_table_names_model_fields(hand):
 
 
 def test_hand_realities_bind():
-    from simreal.randomize.sampling import bind_to_env
+    from simreal.registration import bind_to_env
     from simreal.rigs.sim import list_realities, load_reality
 
     names = [n for n in list_realities() if n.startswith("hand")]

@@ -4,7 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from simreal.training.finite import PhysicsDiverged, fmt
+from simreal.utils.finite import PhysicsDiverged, fmt
 
 shimmy = pytest.importorskip("shimmy")
 

@@ -35,7 +35,7 @@ update for update. A killed run loses at most ``checkpoint_every`` updates.
 env step on the whole batch), loss, entropy or gradient norm (checked before
 the optimizer step, on the values fetched for the logs), or weight (checked
 before every checkpoint) stops training with
-`simreal.training.finite.NonFiniteError`: one line naming what, where (update,
+`simreal.utils.finite.NonFiniteError`: one line naming what, where (update,
 env step, key, env copy, the randomizer values of that episode) and the last
 finite checkpoint, which is the newest on disk; ``policy.pt`` keeps the last
 finite export.
@@ -57,7 +57,7 @@ from simreal.agents.ppo.policy import (ActionSpec, ActorCritic, PolicyConfig, PP
                                        network_config, reset_state, select_state)
 from simreal.registration import HAND_CUBE_ID
 from simreal.training.config import ConfigError, from_dict
-from simreal.training.finite import (NonFiniteError, PhysicsDiverged, all_finite, check_observations, check_rewards,
+from simreal.utils.finite import (NonFiniteError, PhysicsDiverged, all_finite, check_observations, check_rewards,
                                      check_scalars, check_state_dict, checkpoint_note, fetch)
 from simreal.training.run import (RunDir, RunDirError, capture_global_rng, generator_state, pick_device,
                                   restore_generator, restore_global_rng)

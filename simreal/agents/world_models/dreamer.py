@@ -27,7 +27,7 @@ from simreal.agents.world_models.nets import ActionSpec, MultiEncoder, ObsLayout
 from simreal.agents.world_models.prediction import decoder_weights, load_decoder, open_loop_error, split_decoder
 from simreal.agents.world_models.rssm import RSSM, State, flatten_batch
 from simreal.agents.world_models.world_model import Batch, WorldModel
-from simreal.training.finite import NonFiniteError, fmt
+from simreal.utils.finite import NonFiniteError, fmt
 
 AGENT_NAME = "dreamer"
 Tensor = torch.Tensor

@@ -14,7 +14,7 @@ resumed run starts fresh episodes (the simulator state is not saved).
 A NaN or inf observation or reward (one vectorized check of each env step's
 batch), loss or gradient norm (before the bad update touches the weights), or
 weight (before every checkpoint) stops the run with
-`simreal.training.finite.NonFiniteError` (``TrainingDiverged`` is its old
+`simreal.utils.finite.NonFiniteError` (``TrainingDiverged`` is its old
 name): one line naming what, where (update or env step, key, env copy and the
 randomizer values of its episode) and the last finite checkpoint, which is the
 newest on disk; nothing is saved after it.
@@ -38,7 +38,7 @@ from simreal.agents.world_models.replay import SequenceReplay
 from simreal.agents.world_models.world_model import Batch
 from simreal.training.config import ConfigError
 from simreal.utils.spaces import canonical, space_to_data
-from simreal.training.finite import (NonFiniteError, PhysicsDiverged, all_finite, check_observations, check_rewards,
+from simreal.utils.finite import (NonFiniteError, PhysicsDiverged, all_finite, check_observations, check_rewards,
                                      check_state_dict, checkpoint_note)
 from simreal.training.logger import Logger, MetricAverager
 from simreal.training.run import (RunDir, RunDirError, capture_global_rng, generator_state, pick_device,

@@ -10,7 +10,7 @@ from simreal import cli
 from simreal.agents import load_policy
 from simreal.agents.ppo import resolve_ppo_config
 from simreal.agents.ppo.ppo import PPOTrainer
-from simreal.training.finite import NonFiniteError
+from simreal.utils.finite import NonFiniteError
 from simreal.training.run import RunDir, load_weights_only
 
 CUE = "simreal.agents.ppo.testing:CueRecall-v0"

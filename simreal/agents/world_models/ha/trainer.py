@@ -36,7 +36,7 @@ mdn_rnn, generations for controller).
 A NaN or inf reward in a collected episode, V's latents, a loss or gradient
 norm (checked before the optimizer step), a candidate's fitness, or a weight
 (checked before every checkpoint and export) stops the run with
-`simreal.training.finite.NonFiniteError`: one line naming what, where and the
+`simreal.utils.finite.NonFiniteError`: one line naming what, where and the
 last finite checkpoint, which is the newest on disk.
 """
 
@@ -65,7 +65,7 @@ from simreal.agents.world_models.ha.workers import WorkerPool, WorkerSpec, make_
 from simreal.agents.world_models.nets import ActionSpec
 from simreal.training.config import ConfigError
 from simreal.utils.spaces import canonical, space_to_data
-from simreal.training.finite import (NonFiniteError, all_finite, check_scalars, check_state_dict, checkpoint_note,
+from simreal.utils.finite import (NonFiniteError, all_finite, check_scalars, check_state_dict, checkpoint_note,
                                      first_non_finite, fmt)
 from simreal.training.logger import Logger, MetricAverager
 from simreal.training.run import RunDir, RunDirError, pick_device

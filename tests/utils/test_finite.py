@@ -8,7 +8,7 @@ import torch
 from simreal import cli
 from simreal.agents import load_policy
 from simreal.training.export import load_export, save_export
-from simreal.training.finite import (NonFiniteError, all_finite, check_observations, check_scalars,
+from simreal.utils.finite import (NonFiniteError, all_finite, check_observations, check_scalars,
                                      check_state_dict, fetch, fmt, format_values)
 from simreal.training.run import RunDir
 
