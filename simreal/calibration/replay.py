@@ -277,10 +277,12 @@ class GymReplay:
 
 def make_replay(env_id: str, spec: RandomizationSpec, env_kwargs: dict | None = None,
                 action_repeat: int = 1) -> ReplaySim:
-    from simreal.registration import HAND_CUBE_ID
+    """The replay sim of env_id: its native replay (`registration.NativeEnv.replay`, the hand's
+    `HandReplay`) or `GymReplay` for any Gymnasium / dm_control env."""
+    from simreal.registration import native_env, refuse_action_repeat
 
-    if env_id == HAND_CUBE_ID:
-        if action_repeat != 1:
-            raise ValueError(f"{env_id}: action_repeat is not an option of the hand-cube env")
-        return HandReplay(spec, env_kwargs)
+    native = native_env(env_id)
+    if native is not None:
+        refuse_action_repeat(env_id, action_repeat)
+        return native.load("replay")(spec, env_kwargs)
     return GymReplay(env_id, spec, env_kwargs, action_repeat)

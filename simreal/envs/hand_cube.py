@@ -465,6 +465,14 @@ class HandCubeSim:
         return SceneRenderer(self, height, width)
 
 
+def bind_spec(spec) -> Any:
+    """A RandomizationSpec bound to a one-copy hand-cube sim (names and fields checked): its stack.
+    The hand's `registration.NativeEnv.binding_sim`."""
+    sim = HandCubeSim(1, HandCubeConfig(settle_time=0.0))
+    sim.set_randomization(spec)
+    return sim.randomization
+
+
 class SceneRenderer:
     """Renders copies of a :class:`HandCubeSim` from its named cameras (headless EGL by default).
 

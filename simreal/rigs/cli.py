@@ -202,12 +202,16 @@ def _load_policy(args: argparse.Namespace, rig):
     if args.policy == "random":
         return random_policy(rig, args.seed)
     if args.policy == "hold":
-        from simreal.envs.policies import HoldPolicy
+        from simreal.rigs.base import RigError
         from simreal.rigs.rollout import FunctionPolicy
 
-        if not getattr(rig, "is_hand", False):
+        backend = getattr(rig, "backend", None)
+        if backend is None:
             raise _cli_error(ValueError("--policy hold needs a simulated hand-cube rig (sim:hand_*)"))
-        hold = HoldPolicy(rig.env.sim)
+        try:
+            hold = backend.hold_policy()
+        except RigError as exc:
+            raise _cli_error(exc) from None
         return FunctionPolicy(hold, rig.observation_space, rig.action_space)
     from simreal.agents import load_policy
     from simreal.training.run import RunDirError, pick_device

@@ -36,7 +36,7 @@ from typing import Any, Mapping
 import gymnasium as gym
 import numpy as np
 
-from simreal.registration import HAND_CUBE_ID
+from simreal.registration import native_env
 from simreal.rigs.base import Rig, RigError, SafetyConfig
 
 REALITIES_DIR = pathlib.Path(__file__).resolve().parents[2] / "rigs" / "realities"
@@ -194,79 +194,18 @@ class SimulatedRig(Rig):
         self._episodes = 0
         self._next_tick = 0.0
         spec = self.reality.spec if self.reality is not None and self.reality.spec.enabled() else None
-        self.is_hand = env_id == HAND_CUBE_ID
-        if self.is_hand:
-            self._make_hand(spec, pixels_only)
-        else:
-            self._make_gym(env_id, spec, pixels_only)
+        native = native_env(env_id)
+        backend_class = GymRigBackend if native is None else native.load("rig")
+        self.backend = backend_class(self, env_id, spec, pixels_only)
+        self.env, self.stack = self.backend.env, self.backend.stack
+        self.sim = getattr(self.backend, "sim", None)  # the batched Sim of a native env, else None
         base_safety = self.reality.safety if self.reality is not None else SafetyConfig()
         super().__init__(name=name or f"sim:{self.reality.name if self.reality else 'nominal'}", kind="sim",
                          observation_space=self.env.observation_space, action_space=self.env.action_space,
-                         control_dt=self._control_dt, command_names=self._command_names, command_low=self._low,
-                         command_high=self._high, command_units=self._units,
+                         control_dt=self.backend.control_dt, command_names=self.backend.command_names,
+                         command_low=self.backend.low, command_high=self.backend.high,
+                         command_units=self.backend.units,
                          safety=base_safety.merged(safety), env_id=env_id)
-
-    # ------------------------------------------------------------------ construction
-    def _make_hand(self, spec, pixels_only: bool) -> None:
-        from simreal.envs.hand_cube import HandCubeEnv
-
-        if self.action_repeat != 1:
-            raise RigError(f"SimulatedRig: action_repeat is not an option of {HAND_CUBE_ID}")
-        kwargs = dict(self.env_kwargs)
-        if self.pixels is not None:  # the tiled camera image of world-model agents trained from pixels
-            kwargs.update(pixels=self.pixels, pixels_only=pixels_only)
-        if self.cameras is not None:
-            kwargs["render_size"] = self.cameras
-        try:
-            self.env = HandCubeEnv(randomization=spec, **kwargs)
-        except TypeError as exc:
-            raise RigError(str(exc)) from None
-        sim = self.env.sim
-        self.discrete = self.env.config.action == "discrete"
-        self.stack = sim.randomization
-        self._sim = sim
-        self._control_dt = self.env.config.control_dt
-        self._command_names = [sim.model.actuator(i).name for i in range(sim.nu)]
-        self._low, self._high = sim.ctrl_low.copy(), sim.ctrl_high.copy()
-        self._units = "rad (joint position targets)"
-
-    def _make_gym(self, env_id: str, spec, pixels_only: bool) -> None:
-        from simreal.randomize.effects import actuator_names
-        from simreal.randomize.wrappers import find_mujoco
-        from simreal.training.envs import single_env_factory
-
-        kwargs = dict(self.env_kwargs)
-        if self.cameras is not None and self.pixels is None:
-            kwargs.update(_render_kwargs(env_id, self.cameras))
-        self.env = single_env_factory(env_id, seed=self.seed, randomization=spec, action_repeat=self.action_repeat,
-                                      pixels=self.pixels, pixels_only=pixels_only, env_kwargs=kwargs)()
-        # gymnasium's PassiveEnvChecker (gym.make's) marks its first reset as checked before running it; when
-        # that first reset fails (a bad seed or options from a client) it keeps no reset data and every first
-        # step after it fails ("cannot unpack non-iterable NoneType object"), whatever later resets do. So the
-        # env's first reset happens here, with the rig's own valid seed; every episode reseeds it anyway.
-        self.env.reset(seed=self.seed)
-        if not isinstance(self.env.action_space, gym.spaces.Box):
-            raise RigError(f"SimulatedRig: {env_id} has a {type(self.env.action_space).__name__} action space; "
-                           "rigs need continuous (Box) actions")
-        self.stack = getattr(self._find_randomized(), "stack", None)
-        model, self._data, control_dt = find_mujoco(self.env)
-        self._control_dt = float(control_dt()) * self.action_repeat
-        space = self.env.action_space
-        names = actuator_names(model)
-        self._command_names = names if space.shape == (len(names),) else [f"a{i}" for i in range(space.shape[0])]
-        self._low = np.broadcast_to(space.low, space.shape).astype(np.float64).ravel()
-        self._high = np.broadcast_to(space.high, space.shape).astype(np.float64).ravel()
-        self._units = "actuator control (the env's action)"
-
-    def _find_randomized(self):
-        from simreal.randomize.wrappers import RandomizedEnv
-
-        env = self.env
-        while isinstance(env, gym.Wrapper):
-            if isinstance(env, RandomizedEnv):
-                return env
-            env = env.env
-        return None
 
     # ------------------------------------------------------------------ hooks
     def _reset(self, seed, options):
@@ -286,42 +225,17 @@ class SimulatedRig(Rig):
         self._next_tick = time.monotonic() + self.control_dt
         return obs, dict(info)
 
-    def _center(self) -> np.ndarray:
-        sim = self._sim
-        return sim.qpos[0, sim.act_qadr] if self.env.config.control == "relative" else sim.ctrl_mid
-
-    def _unit_of_bins(self, bins: np.ndarray) -> np.ndarray:
-        n = self.env.config.n_bins
-        return np.clip(np.rint(bins), 0, n - 1) * (2.0 / (n - 1)) - 1.0
-
     def _command_of(self, action: np.ndarray) -> np.ndarray:
-        a = np.asarray(action, dtype=np.float64).ravel()
-        if not self.is_hand:
-            return a
-        unit = self._unit_of_bins(a) if self.discrete else a
-        return self._center() + unit * self._sim.ctrl_half
-
-    def _bin_targets(self) -> np.ndarray:
-        """(actuators, bins): the joint target each bin gives now (discrete hand actions)."""
-        sim = self._sim
-        n = self.env.config.n_bins
-        units = np.arange(n) * (2.0 / (n - 1)) - 1.0
-        targets = self._center()[:, None] + units[None, :] * sim.ctrl_half[:, None]
-        return np.clip(targets, sim.ctrl_low[:, None], sim.ctrl_high[:, None])
+        return self.backend.command_of(action)
 
     def _action_of(self, command: np.ndarray) -> np.ndarray:
-        if not self.is_hand:
-            return command
-        if self.discrete:  # the bin nearest the command
-            return np.argmin(np.abs(self._bin_targets() - np.asarray(command)[:, None]), axis=1)
-        sim = self._sim
-        return np.clip((command - self._center()) / sim.ctrl_half, -1.0, 1.0)
+        return self.backend.action_of(command)
 
     def _command_choices(self) -> np.ndarray:
-        return self._bin_targets()
+        return self.backend.command_choices()
 
     def _command_spacing(self) -> np.ndarray:
-        return self._sim.ctrl_half * (2.0 / (self.env.config.n_bins - 1))
+        return self.backend.command_spacing()
 
     def _apply(self, command, action):
         if self.realtime:
@@ -334,17 +248,10 @@ class SimulatedRig(Rig):
         return obs, float(reward), bool(terminated), bool(truncated), dict(info)
 
     def _hold_command(self) -> np.ndarray:
-        if self.is_hand:
-            return np.clip(self._sim.qpos[0, self._sim.act_qadr], self._low, self._high)
-        return np.clip(np.zeros_like(self._low), self._low, self._high)
+        return self.backend.hold_command()
 
     def _safe_state(self) -> None:
-        if self.is_hand:
-            sim = self._sim
-            sim.ctrl[0] = np.clip(sim.qpos[0, sim.act_qadr], sim.ctrl_low, sim.ctrl_high)
-        else:
-            data = self._data()
-            data.ctrl[:] = np.clip(0.0, self._low, self._high) if data.ctrl.shape == self._low.shape else 0.0
+        self.backend.safe_state()
         self.holding = True
 
     def _close(self) -> None:
@@ -353,16 +260,10 @@ class SimulatedRig(Rig):
     def _frames(self) -> dict[str, np.ndarray] | None:
         if self.cameras is None or self.pixels is not None:
             return None
-        if self.is_hand:
-            names = [c.name for c in self.env.config.scene.cameras]
-            return dict(zip(names, self.env.render_cameras()))
-        return {"camera0": np.asarray(self.env.render(), dtype=np.uint8)}
+        return self.backend.frames()
 
     def _sim_state(self) -> dict[str, np.ndarray]:
-        if self.is_hand:
-            return {"qpos": self._sim.qpos[0].copy(), "qvel": self._sim.qvel[0].copy()}
-        data = self._data()
-        return {"qpos": data.qpos.copy(), "qvel": data.qvel.copy()}
+        return self.backend.sim_state()
 
     def _extra_info(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"env_kwargs": dict(self.env_kwargs), "action_repeat": self.action_repeat,
@@ -370,6 +271,77 @@ class SimulatedRig(Rig):
         if self.reality is not None:
             extra["reality"] = {"name": self.reality.name, "source": self.reality.source,
                                 "description": self.reality.description, "randomizers": self.reality.values()}
-        if self.is_hand:
-            extra["state_layout"] = {k: [s.start, s.stop] for k, s in self.env.state_layout.items()}
-        return extra
+        return {**extra, **self.backend.extra_info()}
+
+
+class GymRigBackend:
+    """The `SimulatedRig` backend of any Gymnasium / dm_control MuJoCo env with Box actions: commands
+    are the action itself (limits: the action space's bounds), the safe state sets every control to
+    zero, frames are camera 0."""
+
+    units = "actuator control (the env's action)"
+    discrete = False
+
+    def __init__(self, rig: SimulatedRig, env_id: str, spec, pixels_only: bool):
+        from simreal.randomize.effects import actuator_names
+        from simreal.randomize.wrappers import RandomizedEnv, find_mujoco
+        from simreal.training.envs import single_env_factory
+
+        kwargs = dict(rig.env_kwargs)
+        if rig.cameras is not None and rig.pixels is None:
+            kwargs.update(_render_kwargs(env_id, rig.cameras))
+        self.env = single_env_factory(env_id, seed=rig.seed, randomization=spec, action_repeat=rig.action_repeat,
+                                      pixels=rig.pixels, pixels_only=pixels_only, env_kwargs=kwargs)()
+        # gymnasium's PassiveEnvChecker (gym.make's) marks its first reset as checked before running it; when
+        # that first reset fails (a bad seed or options from a client) it keeps no reset data and every first
+        # step after it fails ("cannot unpack non-iterable NoneType object"), whatever later resets do. So the
+        # env's first reset happens here, with the rig's own valid seed; every episode reseeds it anyway.
+        self.env.reset(seed=rig.seed)
+        if not isinstance(self.env.action_space, gym.spaces.Box):
+            raise RigError(f"SimulatedRig: {env_id} has a {type(self.env.action_space).__name__} action space; "
+                           "rigs need continuous (Box) actions")
+        layer, self.stack = self.env, None
+        while isinstance(layer, gym.Wrapper):
+            if isinstance(layer, RandomizedEnv):
+                self.stack = layer.stack
+                break
+            layer = layer.env
+        model, self._data, control_dt = find_mujoco(self.env)
+        self.control_dt = float(control_dt()) * rig.action_repeat
+        space = self.env.action_space
+        names = actuator_names(model)
+        self.command_names = names if space.shape == (len(names),) else [f"a{i}" for i in range(space.shape[0])]
+        self.low = np.broadcast_to(space.low, space.shape).astype(np.float64).ravel()
+        self.high = np.broadcast_to(space.high, space.shape).astype(np.float64).ravel()
+
+    def command_of(self, action: np.ndarray) -> np.ndarray:
+        return np.asarray(action, dtype=np.float64).ravel()
+
+    def action_of(self, command: np.ndarray) -> np.ndarray:
+        return command
+
+    def command_choices(self) -> np.ndarray:
+        raise RigError("SimulatedRig: a Box action space has no discrete command choices")
+
+    def command_spacing(self) -> np.ndarray:
+        raise RigError("SimulatedRig: a Box action space has no discrete command spacing")
+
+    def hold_command(self) -> np.ndarray:
+        return np.clip(np.zeros_like(self.low), self.low, self.high)
+
+    def safe_state(self) -> None:
+        data = self._data()
+        data.ctrl[:] = np.clip(0.0, self.low, self.high) if data.ctrl.shape == self.low.shape else 0.0
+
+    def frames(self) -> dict[str, np.ndarray]:
+        return {"camera0": np.asarray(self.env.render(), dtype=np.uint8)}
+
+    def sim_state(self) -> dict[str, np.ndarray]:
+        data = self._data()
+        return {"qpos": data.qpos.copy(), "qvel": data.qvel.copy()}
+
+    def extra_info(self) -> dict[str, Any]:
+        return {}
+
+    def hold_policy(self):
+        raise RigError("--policy hold needs a simulated hand-cube rig (sim:hand_*)")

@@ -4,9 +4,9 @@
 randomization="dmc_cartpole")`` returns a Stable-Baselines3 ``VecEnv`` whose
 observations are always a ``Dict`` of float32 vectors (plus ``image``, uint8
 HxWx3, when ``pixels`` is set: for the hand-cube env its three cameras tiled
-into one image, see `simreal.envs.hand_cube.PixelImage`). The hand-cube env
-steps all copies in one ``mujoco.batch`` pool; other ids are Gymnasium envs (dm_control through
-``shimmy``) wrapped in order:
+into one image, see `simreal.envs.hand_cube.PixelImage`). A native env
+(`simreal.registration.native_env`: the hand cube) steps all copies in one batched sim; other ids
+are Gymnasium envs (dm_control through ``shimmy``) wrapped in order:
 
     gym.make -> RandomizedEnv (YAML) -> ActionRepeat -> PixelObservation -> DictFloat32
 
@@ -17,12 +17,12 @@ scene. Copy i is seeded ``seed + i``.
 from __future__ import annotations
 
 import pathlib
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import gymnasium as gym
 import numpy as np
 
-from simreal.registration import HAND_CUBE_ID
+from simreal.registration import make_vec, native_env, refuse_action_repeat
 from simreal.utils.keys import IMAGE_KEY, STATE_KEY
 
 PRIVILEGED_KEY = STATE_KEY  # the hand-cube env's privileged simulator state (for asymmetric critics)
@@ -150,15 +150,11 @@ def make_training_env(env_id: str, n_envs: int, seed: int | None = 0, randomizat
     """
     if isinstance(randomization, (str, pathlib.Path)) and str(randomization) in ("", "none"):
         randomization = None
-    if env_id == HAND_CUBE_ID:
-        from simreal.envs.vec_env import HandCubeVecEnv
-
-        if action_repeat != 1:
-            raise ValueError(f"{env_id}: action_repeat is not an option of the hand-cube env (its control period "
-                             "is a config field: control_dt)")
+    if native_env(env_id) is not None:
+        refuse_action_repeat(env_id, action_repeat)
         extra = {"pixels": pixels, "pixels_only": pixels_only} if pixels is not None else {}
-        venv = HandCubeVecEnv(n_envs, nthread=nthread, randomization=randomization,
-                              randomization_in_state=randomization_in_state, **extra, **(env_kwargs or {}))
+        venv = make_vec(env_id, n_envs, nthread=nthread, randomization=randomization,
+                        randomization_in_state=randomization_in_state, **extra, **(env_kwargs or {}))
     else:
         from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -168,6 +164,27 @@ def make_training_env(env_id: str, n_envs: int, seed: int | None = 0, randomizat
     if seed is not None:
         venv.seed(seed)
     return venv
+
+
+def env_from_config(section: Mapping[str, Any], n_envs: int, seed: int | None, *,
+                    pixels_only_default: bool = False):
+    """`make_training_env` from a config's ``env`` section (``id``, ``randomization``,
+    ``randomization_in_state``, ``action_repeat``, ``pixels``, ``pixels_only``, ``kwargs``,
+    ``nthread``), each key checked where it enters: a bad value is a one-line ValueError naming it."""
+    pixels = section.get("pixels")
+    if pixels is not None:
+        if not (isinstance(pixels, (list, tuple)) and len(pixels) == 2
+                and all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in pixels)):
+            raise ValueError(f"env.pixels: expected [height, width] (positive integers) or null, got {pixels!r}")
+        pixels = (int(pixels[0]), int(pixels[1]))
+    kwargs = section.get("kwargs") or None
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise ValueError(f"env.kwargs: expected a mapping of env constructor arguments, got {kwargs!r}")
+    return make_training_env(section["id"], n_envs, seed=seed, randomization=section.get("randomization"),
+                             randomization_in_state=bool(section.get("randomization_in_state", False)),
+                             action_repeat=int(section.get("action_repeat", 1)), pixels=pixels,
+                             pixels_only=bool(section.get("pixels_only", pixels_only_default)),
+                             env_kwargs=dict(kwargs) if kwargs else None, nthread=section.get("nthread"))
 
 
 def episode_randomization(venv, i: int) -> dict[str, Any]:

@@ -13,12 +13,12 @@ HAND = "simreal/HandCube-v0"
 
 
 def _model(rig: SimulatedRig):
-    return rig.env.sim.model if rig.is_hand else find_mujoco(rig.env)[0]
+    return rig.env.sim.model if rig.sim is not None else find_mujoco(rig.env)[0]
 
 
 def _field(rig: SimulatedRig, name: str) -> np.ndarray:
     """The rig's current value of a model field (the hand keeps per-copy values in its mujoco.batch)."""
-    return rig.env.sim.batch.expand(name)[0] if rig.is_hand else getattr(_model(rig), name)
+    return rig.env.sim.batch.expand(name)[0] if rig.sim is not None else getattr(_model(rig), name)
 
 
 def _response(rig: SimulatedRig, pulse: np.ndarray, steps: int, key: str) -> np.ndarray:

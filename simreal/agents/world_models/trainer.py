@@ -50,18 +50,9 @@ VIDEO_CONTEXT = 5
 
 def make_env(env_cfg: Mapping[str, Any], n_envs: int, seed: int):
     """The training (or evaluation) VecEnv described by a config's ``env`` section."""
-    from simreal.training.envs import make_training_env
+    from simreal.training.envs import env_from_config
 
-    pixels = env_cfg.get("pixels")
-    if pixels is not None:
-        if not (isinstance(pixels, (list, tuple)) and len(pixels) == 2 and all(isinstance(p, int) for p in pixels)):
-            raise ConfigError(f"env.pixels: expected [height, width] or null, got {pixels!r}")
-        pixels = (int(pixels[0]), int(pixels[1]))
-    return make_training_env(env_cfg["id"], n_envs, seed=seed, randomization=env_cfg.get("randomization"),
-                             randomization_in_state=bool(env_cfg.get("randomization_in_state", False)),
-                             action_repeat=int(env_cfg.get("action_repeat", 1)), pixels=pixels,
-                             pixels_only=bool(env_cfg.get("pixels_only", False)),
-                             env_kwargs=env_cfg.get("kwargs") or None)
+    return env_from_config(env_cfg, n_envs, seed)
 
 
 def build_agent(name: str, cfg: Mapping[str, Any], dc: DreamerConfig, layout: ObsLayout, spec: ActionSpec,

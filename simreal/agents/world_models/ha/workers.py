@@ -27,16 +27,12 @@ from simreal.training.config import ConfigError
 
 
 def make_env(env_cfg: Mapping[str, Any], n_envs: int, seed: int):
-    """The pixel VecEnv of a config's ``env`` section (`simreal.training.envs.make_training_env`)."""
-    from simreal.training.envs import make_training_env
+    """The pixel VecEnv of a config's ``env`` section (`simreal.training.envs.env_from_config`)."""
+    from simreal.training.envs import env_from_config
 
-    pixels = env_cfg.get("pixels")
-    if not (isinstance(pixels, (list, tuple)) and len(pixels) == 2 and all(isinstance(p, int) for p in pixels)):
-        raise ConfigError(f"env.pixels: World Models reads frames; expected [64, 64], got {pixels!r}")
-    env = make_training_env(env_cfg["id"], n_envs, seed=seed, randomization=env_cfg.get("randomization"),
-                            action_repeat=int(env_cfg.get("action_repeat", 1)), pixels=(pixels[0], pixels[1]),
-                            pixels_only=bool(env_cfg.get("pixels_only", True)),
-                            env_kwargs=env_cfg.get("kwargs") or None)
+    if env_cfg.get("pixels") is None:
+        raise ConfigError("env.pixels: World Models reads frames; expected [64, 64], got null")
+    env = env_from_config(env_cfg, n_envs, seed, pixels_only_default=True)
     if IMAGE_KEY not in env.observation_space.spaces:
         env.close()
         raise ConfigError(f"env {env_cfg['id']}: no {IMAGE_KEY!r} observation")
