@@ -137,14 +137,9 @@ def run_config(agent: str, args) -> dict:
 
 def with_overrides(cfg: dict, overrides: list[str]) -> dict:
     """``cfg`` with the user's ``KEY.PATH=VALUE`` overrides applied last (over the benchmark's settings)."""
-    from simreal.training.config import merge, parse_override
+    from simreal.training.config import apply_overrides
 
-    for text in overrides:
-        parts, value = parse_override(text)
-        for part in reversed(parts):
-            value = {part: value}
-        cfg = merge(cfg, value, f"override '{text}'")
-    return cfg
+    return apply_overrides(cfg, overrides)
 
 
 def run_path(agent: str, args) -> pathlib.Path:

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
             module.register(sub)
         if hasattr(module, "register_train"):
             module.register_train(train_sub)
+    from simreal.cli.train import register_generic
+
+    register_generic(train_sub, set(train_sub.choices))
     return parser
 
 

@@ -46,7 +46,8 @@ def shorthand_overrides(args: argparse.Namespace) -> dict:
 
 
 def prepare_run(args: argparse.Namespace, config_path: str | pathlib.Path,
-                validate: Callable[[Mapping[str, Any]], Any] | None = None) -> tuple["RunDir", dict]:
+                validate: Callable[[Mapping[str, Any]], Any] | None = None,
+                resolve: Callable[[list[str], list[str]], dict] | None = None) -> tuple["RunDir", dict]:
     """The run directory and the resolved config (saved there), new or resumed.
 
     On ``--resume`` the saved config is used as is; only ``--steps`` may
@@ -56,7 +57,8 @@ def prepare_run(args: argparse.Namespace, config_path: str | pathlib.Path,
     runs on the resolved config before anything is written: a bad value leaves no
     run folder and no config.yaml behind. An env id of the ``module:name`` form
     (which imports ``module``) is only taken from ``--env``, never from a config
-    file, a preset or ``--set``.
+    file, a preset or ``--set``. ``resolve(presets, overrides)`` (an `Agent`'s ``resolve_config``)
+    replaces reading ``config_path`` when given.
     """
     from simreal.training.config import check_config_env_id
     from simreal.training.run import RunDir  # torch: imported when a run starts, not for --help
@@ -78,7 +80,7 @@ def prepare_run(args: argparse.Namespace, config_path: str | pathlib.Path,
             cfg = merge(cfg, {"run": {"steps": args.steps}}, "--steps")
     else:
         RunDir.check(args.run_dir)
-        cfg = resolve_config(config_path, args.preset, args.overrides)
+        cfg = (resolve or (lambda p, o: resolve_config(config_path, p, o)))(args.preset, args.overrides)
         cfg = merge(cfg, shorthand_overrides(args), "command-line flags")
         if args.env is None:
             check_config_env_id(cfg.get("env", {}).get("id"), "env.id (from the config file, a preset or --set)",

@@ -145,17 +145,20 @@ def load_config_file(path: str | pathlib.Path) -> tuple[dict, dict]:
     return data["defaults"], presets
 
 
-def resolve_config(path: str | pathlib.Path, presets: Iterable[str] = (),
-                   overrides: Iterable[str] = ()) -> dict:
-    """Defaults, then each named preset in order, then each dotted override."""
-    defaults, known = load_config_file(path)
-    cfg = copy.deepcopy(defaults)
+def apply_presets(cfg: dict, known: Mapping[str, Any], presets: Iterable[str], where: str) -> dict:
+    """``cfg`` with each named preset of ``known`` merged in order (``where`` names the config in errors)."""
+    cfg = copy.deepcopy(cfg)
     for name in presets:
         if name not in known:
-            raise ConfigError(f"{path}: unknown preset '{name}' (known: {', '.join(sorted(known)) or 'none'})")
+            raise ConfigError(f"{where}: unknown preset '{name}' (known: {', '.join(sorted(known)) or 'none'})")
         if not isinstance(known[name], dict):
-            raise ConfigError(f"{path}: preset '{name}' must be a mapping")
-        cfg = merge(cfg, known[name], f"{path}: preset '{name}'")
+            raise ConfigError(f"{where}: preset '{name}' must be a mapping")
+        cfg = merge(cfg, known[name], f"{where}: preset '{name}'")
+    return cfg
+
+
+def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
+    """``cfg`` with each dotted ``key.path=value`` override (YAML value) merged in order."""
     for text in overrides:
         parts, value = parse_override(text)
         nested: Any = value
@@ -163,6 +166,13 @@ def resolve_config(path: str | pathlib.Path, presets: Iterable[str] = (),
             nested = {part: nested}
         cfg = merge(cfg, nested, f"override '{text}'")
     return cfg
+
+
+def resolve_config(path: str | pathlib.Path, presets: Iterable[str] = (),
+                   overrides: Iterable[str] = ()) -> dict:
+    """Defaults, then each named preset in order, then each dotted override."""
+    defaults, known = load_config_file(path)
+    return apply_overrides(apply_presets(defaults, known, presets, str(path)), overrides)
 
 
 def from_dict(cls, values: Mapping[str, Any], where: str):
