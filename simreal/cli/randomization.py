@@ -31,11 +31,11 @@ def _load(file: str):
 def cmd_randomization_check(args: argparse.Namespace) -> int:
     from simreal.randomize import sampling
     from simreal.registration import bind_to_env
-    from simreal.randomize.stack import FAMILY_ORDER
+    from simreal.randomize.spec import FAMILIES
 
     spec = _load(args.file)
     enabled = spec.enabled()
-    counts = {f: sum(r.family == f for r in enabled) for f in FAMILY_ORDER if f != "visual"}
+    counts = {f: sum(r.family == f for r in enabled) for f, family in FAMILIES.items() if not family.rendered}
     n_disabled = len(spec.randomizers) - len(enabled)
     bound = ""
     if not args.no_env:

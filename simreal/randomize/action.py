@@ -14,6 +14,8 @@ from simreal.randomize.effects.base import actuator_names
 
 
 class ActionNoise(BoundRandomizer):
+    hooks = frozenset({"on_action"})
+
     def __init__(self, spec, file, sim):
         names = actuator_names(sim.model)
         channels = match_names(names, None if spec.target.action == "all" else spec.target.action)
@@ -28,3 +30,8 @@ class ActionNoise(BoundRandomizer):
         out = action.copy()
         out[:, self.channels] = self.op(action[:, self.channels], self.values)
         return np.clip(out, -1.0, 1.0)
+
+
+def bind(stack, r) -> ActionNoise:
+    """The action family's binder (`simreal.randomize.spec.FAMILIES`)."""
+    return ActionNoise(r, stack.spec, stack.sim)

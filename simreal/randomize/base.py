@@ -39,6 +39,11 @@ class BoundRandomizer:
     one episode (a range boundary).
     """
 
+    # the stack hooks a family's randomizer takes part in, beyond on_reset / on_step / apply:
+    # "on_action" (action in [-1, 1] -> action), "on_observation" (obs, rows: in place),
+    # "restore" (ids: put the simulation's nominal values back when removed or restored)
+    hooks: frozenset[str] = frozenset()
+
     def __init__(self, spec: Randomizer, file: RandomizationSpec, n_envs: int, size: int,
                  per_element: bool | None = None):
         self.spec = spec

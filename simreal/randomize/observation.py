@@ -23,6 +23,8 @@ PRIVILEGED_KEYS = (STATE_KEY,)
 
 
 class ObservationNoise(BoundRandomizer):
+    hooks = frozenset({"on_observation"})
+
     def __init__(self, spec, file, sim, obs_space):
         key = spec.target.observation
         where = f"{file.locate(spec.name)}.target.observation"
@@ -45,7 +47,9 @@ class ObservationNoise(BoundRandomizer):
         super().__init__(spec, file, sim.n_envs, size, per_element=True if self.is_quat else None)
 
     def on_observation(self, obs: dict[str, np.ndarray], rows: np.ndarray | None = None) -> None:
-        """Noise the key in place; obs holds the copies ``rows`` (all copies if None)."""
+        """Noise the key in place (when obs has it); obs holds the copies ``rows`` (all copies if None)."""
+        if self.key not in obs:
+            return
         x = obs[self.key]
         values = self.values if rows is None else self.values[rows]
         if self.is_quat:
@@ -54,3 +58,8 @@ class ObservationNoise(BoundRandomizer):
             return
         flat = x.reshape(x.shape[0], -1)
         obs[self.key] = self.op(flat, values.astype(x.dtype)).reshape(x.shape).astype(x.dtype)
+
+
+def bind(stack, r) -> ObservationNoise:
+    """The observation family's binder (`simreal.randomize.spec.FAMILIES`)."""
+    return ObservationNoise(r, stack.spec, stack.sim, stack.obs_space)

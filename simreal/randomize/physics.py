@@ -138,6 +138,8 @@ def _row_names(model: mujoco.MjModel, field: str, nrows: int) -> list[str]:
 class FieldRandomizer(BoundRandomizer):
     """A model or option field of selected objects, sampled per copy."""
 
+    hooks = frozenset({"restore"})
+
     def __init__(self, spec, file, sim):
         model, batch = sim.model, sim.batch
         target = spec.target
@@ -419,3 +421,14 @@ class _DomainCheck:
 
     def _fail(self, message: str):
         raise self.file.error(f"{self.file.locate(self.spec.name)}.{self.key}", message)
+
+
+def bind(stack, r) -> FieldRandomizer:
+    """The physics family's binder (`simreal.randomize.spec.FAMILIES`): one model field's randomizer, refused
+    where it overlaps another on the same elements."""
+    bound = FieldRandomizer(r, stack.spec, stack.sim)
+    for other in stack.items:
+        if isinstance(other, FieldRandomizer) and other.field == bound.field and other.elements & bound.elements:
+            raise stack.spec.error(f"{stack.spec.locate(r.name)}.target",
+                                   f"overlaps {other.name!r} on {bound.field!r}; each element has one randomizer")
+    return bound

@@ -43,6 +43,7 @@ Input should be a valid number (got 'abc')``.
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import re
 from typing import Annotated, Any, Literal, Union
@@ -262,37 +263,123 @@ class ImageTarget(_Named):
     names: list[str] | None = Field(default=None, description="glob patterns over camera names")
 
 
-_TARGET_CLASSES = {FieldTarget: "field", ObservationTarget: "observation", ActionTarget: "action",
-                   EffectTarget: "effect", VisualTarget: "visual", ImageTarget: "image"}
+# ------------------------------------------------------------------ families
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """A kind of randomizer: the target keys that select it in a file, and what binds it to a simulation.
+
+    ``bind`` is ``"module:function"``, imported when a file is bound: ``function(stack, randomizer)``
+    returns the `simreal.randomize.base.BoundRandomizer` (its class declares the stack ``hooks`` it
+    takes part in). ``rendered`` families are the file's ``visual`` list: drawn with the others,
+    applied only by the renderers, kept out of the privileged state.
+    """
+
+    name: str
+    targets: tuple[str, ...]
+    bind: str
+    rendered: bool = False
+
+
+# target key in a file -> its schema (a strict pydantic model); the discriminator of `Target`
+TARGETS: dict[str, type[BaseModel]] = {"field": FieldTarget, "observation": ObservationTarget,
+                                       "action": ActionTarget, "effect": EffectTarget, "visual": VisualTarget,
+                                       "image": ImageTarget}
+# the families, in the order the stack applies them (see simreal.randomize.stack)
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    Family("physics", ("field",), "simreal.randomize.physics:bind"),
+    Family("effect", ("effect",), "simreal.randomize.stack:bind_effect"),
+    Family("action", ("action",), "simreal.randomize.action:bind"),
+    Family("observation", ("observation",), "simreal.randomize.observation:bind"),
+    Family("visual", ("field", "visual", "image"), "simreal.randomize.visual:bind", rendered=True),
+)}
 
 
 def _target_kind(value: Any) -> str | None:
     if isinstance(value, dict):
-        for kind in _TARGET_CLASSES.values():
+        for kind in TARGETS:
             if kind in value:
                 return kind
         return None
     if isinstance(value, BaseModel):
-        return _TARGET_CLASSES.get(type(value))
+        return next((k for k, cls in TARGETS.items() if type(value) is cls), None)
     return None
 
 
-Target = Annotated[
-    Union[
-        Annotated[FieldTarget, Tag("field")],
-        Annotated[ObservationTarget, Tag("observation")],
-        Annotated[ActionTarget, Tag("action")],
-        Annotated[EffectTarget, Tag("effect")],
-        Annotated[VisualTarget, Tag("visual")],
-        Annotated[ImageTarget, Tag("image")],
-    ],
-    Discriminator(
-        _target_kind,
-        custom_error_type="target_kind",
-        custom_error_message="expected a mapping with one of the keys 'field', 'observation', 'action', 'effect', "
-                             "'visual' or 'image'",
-    ),
-]
+def _target_type() -> Any:
+    """The `Randomizer.target` type: a union of TARGETS tagged by their keys."""
+    keys = [f"'{k}'" for k in TARGETS]
+    listed = ", ".join(keys[:-1]) + f" or {keys[-1]}" if len(keys) > 1 else keys[0]
+    return Annotated[
+        Union[tuple(Annotated[cls, Tag(key)] for key, cls in TARGETS.items())],
+        Discriminator(_target_kind, custom_error_type="target_kind",
+                      custom_error_message=f"expected a mapping with one of the keys {listed}"),
+    ]
+
+
+Target = _target_type()
+
+
+def target_key(target: BaseModel) -> str:
+    """The file key that selected a target model (``field``, ``effect``, ...)."""
+    return next(k for k, cls in TARGETS.items() if type(target) is cls)
+
+
+def family_of(target: BaseModel, rendered: bool = False) -> Family | None:
+    """The family a target belongs to in ``randomizers`` (or, rendered=True, in ``visual``); None if none."""
+    key = target_key(target)
+    return next((f for f in FAMILIES.values() if f.rendered == rendered and key in f.targets), None)
+
+
+def register_family(family: Family, targets: dict[str, type[BaseModel]] | None = None,
+                    before: str | None = None) -> None:
+    """Add a randomizer family (and the schemas of its new target keys) to every file read from now on.
+
+    ``before`` places it in the stack's order ahead of that family (default: last but the
+    rendered ones). Adding a family is its module (target model, bound class with its hooks, bind
+    function) plus this call; ``unregister_family`` undoes it.
+    """
+    if family.name in FAMILIES:
+        raise ValueError(f"randomizer family {family.name!r} is already registered")
+    clash = sorted(set(targets or {}) & set(TARGETS))
+    if clash:
+        raise ValueError(f"target key {clash[0]!r} is already registered")
+    TARGETS.update(targets or {})
+    missing = [k for k in family.targets if k not in TARGETS]
+    if missing:
+        for key in targets or {}:
+            TARGETS.pop(key)
+        raise ValueError(f"family {family.name!r}: target key {missing[0]!r} has no schema (pass it in targets)")
+    names = list(FAMILIES)
+    at = names.index(before) if before in FAMILIES else next(
+        (i for i, n in enumerate(names) if FAMILIES[n].rendered), len(names))
+    entries = list(FAMILIES.values())
+    entries.insert(at, family)
+    FAMILIES.clear()
+    FAMILIES.update((f.name, f) for f in entries)
+    _rebuild_schema()
+
+
+def unregister_family(name: str) -> None:
+    """Remove a family added by `register_family`, with the target keys no other family uses."""
+    family = FAMILIES.pop(name)
+    used = {k for f in FAMILIES.values() for k in f.targets}
+    for key in family.targets:
+        if key not in used:
+            TARGETS.pop(key, None)
+    _rebuild_schema()
+
+
+def _rebuild_schema() -> None:
+    """Give the file models the current union of targets."""
+    from pydantic.fields import FieldInfo
+
+    global Target
+    Target = _target_type()
+    for model in (Randomizer, VisualRandomizer):
+        info = FieldInfo.from_annotation(Target)
+        model.__pydantic_fields__["target"] = info
+        model.model_rebuild(force=True)
+    RandomizationSpec.model_rebuild(force=True)
 
 
 class EveryNSteps(_Strict):
@@ -343,14 +430,15 @@ class Randomizer(_Strict):
 
     @model_validator(mode="after")
     def _not_visual(self):
-        if isinstance(self.target, (VisualTarget, ImageTarget)):
-            raise ValueError("visual and image targets go in the file's 'visual' list, not in 'randomizers'")
+        if family_of(self.target) is None:
+            simulated = {k for f in FAMILIES.values() if not f.rendered for k in f.targets}
+            rendered = [k for k in TARGETS if k not in simulated]
+            raise ValueError(f"{' and '.join(rendered)} targets go in the file's 'visual' list, not in 'randomizers'")
         return self
 
     @property
     def family(self) -> str:
-        return {FieldTarget: "physics", ObservationTarget: "observation", ActionTarget: "action",
-                EffectTarget: "effect", VisualTarget: "visual", ImageTarget: "visual"}[type(self.target)]
+        return family_of(self.target).name
 
     @property
     def period(self) -> int:
@@ -377,13 +465,14 @@ class VisualRandomizer(Randomizer):
         if isinstance(target, FieldTarget) and target.field not in VISUAL_FIELDS:
             raise ValueError(f"{target.field!r} is not a rendering field (visual fields: {', '.join(VISUAL_FIELDS)}); "
                              f"physics fields go in 'randomizers'")
-        if not isinstance(target, (FieldTarget, VisualTarget, ImageTarget)):
-            raise ValueError("a visual randomizer targets {field: ...}, {visual: ...} or {image: ...}")
+        if family_of(target, rendered=True) is None:
+            keys = [k for f in FAMILIES.values() if f.rendered for k in f.targets]
+            raise ValueError("a visual randomizer targets " + ", ".join("{%s: ...}" % k for k in keys))
         return self
 
     @property
     def family(self) -> str:
-        return "visual"
+        return family_of(self.target, rendered=True).name
 
 
 class RandomizationSpec(_Strict):

@@ -26,20 +26,16 @@ name)``, so adding or removing one never changes another's numbers.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import numpy as np
 
 from simreal.randomize import effects as effect_registry
-from simreal.randomize.action import ActionNoise
 from simreal.randomize.base import BoundRandomizer
 from simreal.randomize.effects import Effect, EffectParam, EffectUnavailable
-from simreal.randomize.observation import ObservationNoise
-from simreal.randomize.physics import FieldRandomizer
-from simreal.randomize.spec import RandomizationError, RandomizationSpec, Randomizer, load_spec
-from simreal.randomize.visual import VisualStack, bind_visual
-
-FAMILY_ORDER = ("physics", "effect", "action", "observation", "visual")
+from simreal.randomize.spec import FAMILIES, RandomizationError, RandomizationSpec, Randomizer, load_spec
+from simreal.randomize.visual import VisualStack
 
 
 class RandomizationStack:
@@ -63,32 +59,8 @@ class RandomizationStack:
 
     # ------------------------------------------------------------- editing
     def _bind(self, r: Randomizer) -> BoundRandomizer:
-        return _BINDERS[r.family](self, r)
-
-    def _bind_physics(self, r: Randomizer) -> FieldRandomizer:
-        bound = FieldRandomizer(r, self.spec, self.sim)
-        for other in self.items:
-            if isinstance(other, FieldRandomizer) and other.field == bound.field and other.elements & bound.elements:
-                raise self.spec.error(f"{self.spec.locate(r.name)}.target",
-                                      f"overlaps {other.name!r} on {bound.field!r}; each element has one randomizer")
-        return bound
-
-    def _bind_effect(self, r: Randomizer) -> EffectParam:
-        name = r.target.effect
-        if name not in self.effects:
-            where = f"{self.spec.locate(r.name)}.target.effect"
-            try:
-                effect = effect_registry.effect_class(name)(self.sim)
-            except EffectUnavailable as exc:
-                raise self.spec.error(where, str(exc)) from None
-            timing = [e for e in self.effects.values() if "substep_controls" in e.hooks()]
-            if timing and "substep_controls" in effect.hooks():
-                raise self.spec.error(where, f"{name!r} and {timing[0].name!r} both decide when commands reach "
-                                             "the actuators; a stack takes one of them")
-            for i, seed in enumerate(self._seeds):
-                effect.seed(i, seed)
-            self.effects[name] = effect
-        return EffectParam(r, self.spec, self.effects[name])
+        module, _, name = FAMILIES[r.family].bind.partition(":")
+        return getattr(importlib.import_module(module), name)(self, r)
 
     def insert(self, index: int, randomizer: Randomizer) -> BoundRandomizer:
         """Bind and insert a randomizer; its stream follows the env seeds already given."""
@@ -105,8 +77,8 @@ class RandomizationStack:
 
     def _refresh(self) -> None:
         """Per-hook lists, so a step touches only the randomizers that act in it."""
-        self._action = [b for b in self.items if isinstance(b, ActionNoise)]
-        self._noise = [b for b in self.items if isinstance(b, ObservationNoise)]
+        self._action = [b for b in self.items if "on_action" in b.hooks]
+        self._noise = [b for b in self.items if "on_observation" in b.hooks]
         self._periodic = [b for b in self.items if b.spec.period > 0]
         self._visual: VisualStack | None = None  # rebuilt on first use (see `visual`)
         ordered = sorted(self.effects.values(), key=lambda e: (e.order, e.name))
@@ -116,7 +88,7 @@ class RandomizationStack:
     def visual(self) -> VisualStack:
         """The visual randomizers as renderers apply them (built on first use after each edit)."""
         if self._visual is None:
-            self._visual = VisualStack([b for b in self.items if b.family == "visual"], self.sim.model)
+            self._visual = VisualStack([b for b in self.items if FAMILIES[b.family].rendered], self.sim.model)
         return self._visual
 
     def _set_effect_inputs(self, effect: Effect) -> None:
@@ -140,7 +112,7 @@ class RandomizationStack:
         """Remove by name; the model fields it edited go back to their nominal values at once."""
         bound = self[name]
         self.items.remove(bound)
-        if isinstance(bound, FieldRandomizer):
+        if "restore" in bound.hooks:
             bound.restore(np.arange(self.sim.n_envs))
         if isinstance(bound, EffectParam):
             bound.effect.on_reset(np.arange(self.sim.n_envs))  # its state restarts (forces off, markers live)
@@ -152,7 +124,7 @@ class RandomizationStack:
         """Every randomized model field back to its nominal value, every effect's state cleared (forces off)."""
         ids = np.arange(self.sim.n_envs)
         for b in self.items:
-            if isinstance(b, FieldRandomizer):
+            if "restore" in b.hooks:
                 b.restore(ids)
         for e in self.effects.values():
             e.on_reset(ids)
@@ -175,7 +147,8 @@ class RandomizationStack:
         return "\n".join(b.describe() for b in self.ordered())
 
     def ordered(self) -> list[BoundRandomizer]:
-        return sorted(self.items, key=lambda b: FAMILY_ORDER.index(b.family))
+        order = list(FAMILIES)
+        return sorted(self.items, key=lambda b: order.index(b.family))
 
     # ------------------------------------------------------------- fixed mode
     def set_fixed(self, values: dict[str, Any] | None) -> None:
@@ -291,8 +264,7 @@ class RandomizationStack:
 
     def on_observation_rows(self, obs: dict[str, np.ndarray], rows: np.ndarray | None) -> dict[str, np.ndarray]:
         for b in self._noise:
-            if b.key in obs:
-                b.on_observation(obs, rows)
+            b.on_observation(obs, rows)
         for e in self._hooks["on_observation"]:
             e.on_observation(obs, self.sim.control_dt, rows)
         return obs
@@ -313,25 +285,34 @@ class RandomizationStack:
 
     @property
     def privileged_size(self) -> int:
-        return sum(b.size for b in self.items if b.family != "visual")
+        return sum(b.size for b in self.items if not FAMILIES[b.family].rendered)
 
     def privileged(self) -> np.ndarray:
         """(n_envs, total size) of every sampled value, in stack order, for the critic's observation.
 
         Visual values describe the images, not the dynamics: they stay out.
         """
-        items = [b for b in self.items if b.family != "visual"]
+        items = [b for b in self.items if not FAMILIES[b.family].rendered]
         if not items:
             return np.zeros((self.sim.n_envs, 0))
         return np.concatenate([b.values for b in items], axis=1)
 
 
-# family -> how the stack binds a randomizer of it (the file's ``visual`` list is drawn here like the others
-# and applied by the renderers, see visual.py; the simulation never sees it)
-_BINDERS = {
-    "physics": RandomizationStack._bind_physics,
-    "effect": RandomizationStack._bind_effect,
-    "action": lambda stack, r: ActionNoise(r, stack.spec, stack.sim),
-    "observation": lambda stack, r: ObservationNoise(r, stack.spec, stack.sim, stack.obs_space),
-    "visual": lambda stack, r: bind_visual(r, stack.spec, stack.sim),
-}
+def bind_effect(stack: RandomizationStack, r: Randomizer) -> EffectParam:
+    """The effect family's binder (`simreal.randomize.spec.FAMILIES`): the stack holds one instance of each
+    registered effect its file names; each randomizer is one of that effect's parameters."""
+    name = r.target.effect
+    if name not in stack.effects:
+        where = f"{stack.spec.locate(r.name)}.target.effect"
+        try:
+            effect = effect_registry.effect_class(name)(stack.sim)
+        except EffectUnavailable as exc:
+            raise stack.spec.error(where, str(exc)) from None
+        timing = [e for e in stack.effects.values() if "substep_controls" in e.hooks()]
+        if timing and "substep_controls" in effect.hooks():
+            raise stack.spec.error(where, f"{name!r} and {timing[0].name!r} both decide when commands reach "
+                                          "the actuators; a stack takes one of them")
+        for i, seed in enumerate(stack._seeds):
+            effect.seed(i, seed)
+        stack.effects[name] = effect
+    return EffectParam(r, stack.spec, stack.effects[name])

@@ -399,6 +399,11 @@ _PARAM_CLASSES = {
 assert set(_PARAM_CLASSES) == set(VISUAL_PARAMS)
 
 
+def bind(stack, r: Randomizer) -> VisualRandomizer:
+    """The visual family's binder (`simreal.randomize.spec.FAMILIES`): drawn by the stack, applied by renderers."""
+    return bind_visual(r, stack.spec, stack.sim)
+
+
 def bind_visual(spec: Randomizer, file: RandomizationSpec, sim) -> VisualRandomizer:
     """Bind one entry of the ``visual`` list to an N-copy simulation (``sim.model``, ``sim.n_envs``)."""
     target = spec.target
