@@ -15,12 +15,13 @@ and continue heads) and the planner settings, and `policy_from_export` rebuilds 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
+from simreal.agents.planning import cem
 from simreal.agents.world_models.config import DreamerConfig, ModelConfig, PlannerConfig, as_dict, build, section
 from simreal.agents.world_models.dreamer import (ExportedPolicy, LatentPolicy, Optimizer, export_parts,
                                                 exported_policy)
@@ -31,32 +32,7 @@ from simreal.agents.world_models.world_model import Batch, WorldModel
 
 AGENT_NAME = "planet"
 Tensor = torch.Tensor
-Objective = Callable[[Tensor], Tensor]
-
-
-def cem(objective: Objective, batch: int, horizon: int, action_dim: int, cfg: PlannerConfig,
-        generator: torch.Generator, device: torch.device | str = "cpu", low: float = -1.0,
-        high: float = 1.0) -> Tensor:
-    """Cross-entropy method over action sequences; returns the final belief's mean (batch, horizon, dim).
-
-    ``objective(actions)`` scores candidates ``(batch, candidates, horizon, dim)`` -> ``(batch,
-    candidates)`` (higher is better). The belief starts at mean 0 and std ``cfg.init_std``; samples
-    are clipped to ``[low, high]`` before scoring, so every elite, and hence the returned mean,
-    respects the bounds. Noise comes from ``generator`` only (a CPU generator; the samples are moved
-    to ``device``, so a plan does not depend on where it is computed).
-    """
-    shape = (batch, horizon, action_dim)
-    mean = torch.zeros(shape, device=device)
-    std = torch.full(shape, float(cfg.init_std), device=device)
-    for _ in range(cfg.iterations):
-        noise = torch.randn((batch, cfg.candidates, *shape[1:]), generator=generator).to(device)
-        actions = (mean[:, None] + std[:, None] * noise).clamp(low, high)
-        scores = objective(actions)
-        top = scores.topk(cfg.top_k, dim=1).indices
-        elite = torch.gather(actions, 1, top[:, :, None, None].expand(-1, -1, horizon, action_dim))
-        mean = elite.mean(1)
-        std = elite.std(1, unbiased=False)
-    return mean
+__all__ = ["cem", "MPCPolicy", "PlaNet", "build_agent", "export_policy", "policy_from_export"]
 
 
 class MPCPolicy(LatentPolicy):
