@@ -33,6 +33,7 @@ REGISTRY: dict[str, str] = {
     "planet": "simreal.agents.world_models.agent:PLANET",
     "dreaming": "simreal.agents.world_models.agent:DREAMING",
     "worldmodels": "simreal.agents.world_models.ha.agent:AGENT",
+    "pets": "simreal.agents.pets.agent:AGENT",
 }
 
 
