@@ -98,7 +98,7 @@ def cameras_target(model: mujoco.MjModel) -> np.ndarray:
     return np.linalg.solve(lhs, rhs)
 
 
-class VisualRandomizer(BoundRandomizer):
+class BoundVisual(BoundRandomizer):
     """A visual randomizer: samples per copy like any other; writes only into a render model.
 
     ``elements`` are the selected objects (cameras, lights, materials,
@@ -138,7 +138,7 @@ class VisualRandomizer(BoundRandomizer):
         """Write copy i's values into a render model (whose touched fields start nominal)."""
 
 
-class VisualField(VisualRandomizer):
+class VisualField(BoundVisual):
     """A rendering field of MjModel (``cam_pos``, ``light_diffuse``, ``mat_rgba``, ...), from nominal values."""
 
     def __init__(self, spec, file, sim):
@@ -189,7 +189,7 @@ def _unit_vectors(u: np.ndarray, upper: bool = False) -> np.ndarray:
     return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
 
 
-class CameraRotation(VisualRandomizer):
+class CameraRotation(BoundVisual):
     """Each camera turned by the sampled angle (degrees) about a random axis of its own frame."""
 
     fields = ("cam_quat",)
@@ -207,7 +207,7 @@ class CameraRotation(VisualRandomizer):
         model.cam_quat[self.elements] = q / np.linalg.norm(q, axis=1, keepdims=True)
 
 
-class LightCount(VisualRandomizer):
+class LightCount(BoundVisual):
     """How many of the selected lights are on; which ones is a random subset drawn with the sample."""
 
     fields = ("light_active",)
@@ -225,7 +225,7 @@ class LightCount(VisualRandomizer):
         model.light_active[self.elements] = on
 
 
-class LightPosition(VisualRandomizer):
+class LightPosition(BoundVisual):
     """Lights placed at the sampled distance from a center, in uniform directions over the upper half-sphere."""
 
     fields = ("light_pos", "light_dir")
@@ -251,7 +251,7 @@ class LightPosition(VisualRandomizer):
         model.light_dir[self.elements] = -d
 
 
-class LightIntensity(VisualRandomizer):
+class LightIntensity(BoundVisual):
     """Diffuse and specular intensity of each light, as a factor (nominal 1) on what earlier entries left."""
 
     fields = ("light_diffuse", "light_specular")
@@ -265,7 +265,7 @@ class LightIntensity(VisualRandomizer):
         model.light_specular[self.elements] *= factor
 
 
-class LightTotalIntensity(VisualRandomizer):
+class LightTotalIntensity(BoundVisual):
     """The lights that are on rescaled together so their mean diffuse intensities sum to the sample."""
 
     fields = ("light_diffuse", "light_specular")
@@ -287,7 +287,7 @@ class LightTotalIntensity(VisualRandomizer):
         model.light_specular[lights] *= factor
 
 
-class MaterialHSV(VisualRandomizer):
+class MaterialHSV(BoundVisual):
     """Hue, saturation or value of material colors and of their RGB textures (the operation on each channel)."""
 
     fields = ("mat_rgba",)
@@ -323,7 +323,7 @@ class MaterialHSV(VisualRandomizer):
         return [float(values[k]) for k in np.flatnonzero(self.textures == texid)]
 
 
-class TextureRandomizer(VisualRandomizer):
+class TextureRandomizer(BoundVisual):
     """A procedural pattern (noise, checker, gradient, stripes) blended over each selected texture.
 
     The sample is the blend weight (clipped to [0, 1]); the pattern, its two
@@ -356,7 +356,7 @@ class TextureRandomizer(VisualRandomizer):
 _IMAGE_NOMINAL = {"blur": 0.0, "brightness": 0.0, "contrast": 1.0, "noise": 0.0}
 
 
-class ImageEffect(VisualRandomizer):
+class ImageEffect(BoundVisual):
     """An effect on the rendered image of each selected camera (see `simreal.render.effects`).
 
     Noise randomizers each add their own noise field, drawn every frame from a
@@ -399,12 +399,12 @@ _PARAM_CLASSES = {
 assert set(_PARAM_CLASSES) == set(VISUAL_PARAMS)
 
 
-def bind(stack, r: Randomizer) -> VisualRandomizer:
+def bind(stack, r: Randomizer) -> BoundVisual:
     """The visual family's binder (`simreal.randomize.spec.FAMILIES`): drawn by the stack, applied by renderers."""
     return bind_visual(r, stack.spec, stack.sim)
 
 
-def bind_visual(spec: Randomizer, file: RandomizationSpec, sim) -> VisualRandomizer:
+def bind_visual(spec: Randomizer, file: RandomizationSpec, sim) -> BoundVisual:
     """Bind one entry of the ``visual`` list to an N-copy simulation (``sim.model``, ``sim.n_envs``)."""
     target = spec.target
     if isinstance(target, FieldTarget):
@@ -417,7 +417,7 @@ def bind_visual(spec: Randomizer, file: RandomizationSpec, sim) -> VisualRandomi
 class VisualStack:
     """The visual randomizers of a stack, in YAML order, applied to render models copy by copy."""
 
-    def __init__(self, items: list[VisualRandomizer], model: mujoco.MjModel):
+    def __init__(self, items: list[BoundVisual], model: mujoco.MjModel):
         self.items = list(items)
         self._model_items = [b for b in self.items if not isinstance(b, ImageEffect) and not b.late]
         self._model_items += [b for b in self.items if b.late]
@@ -425,7 +425,7 @@ class VisualStack:
         touched = sorted({f for b in self._model_items for f in b.fields})
         self._nominal_fields = {f: getattr(model, f).copy() for f in touched}
         # texture id -> the randomizers that change it, in YAML order
-        self._texture_sources: dict[int, list[VisualRandomizer]] = {}
+        self._texture_sources: dict[int, list[BoundVisual]] = {}
         for b in self.items:
             if isinstance(b, TextureRandomizer):
                 ids = b.elements
@@ -447,7 +447,7 @@ class VisualStack:
         """The textures some randomizer changes."""
         return list(self._texture_sources)
 
-    def texture_sources(self, texid: int) -> list[VisualRandomizer]:
+    def texture_sources(self, texid: int) -> list[BoundVisual]:
         """The randomizers that change texture texid, in YAML order."""
         return list(self._texture_sources[texid])
 
