@@ -18,15 +18,29 @@ from simreal.utils.cli import wrap
 
 def register_generic(train_sub, taken: set[str]) -> None:
     """Add ``simreal train NAME`` for each registered agent not in ``taken`` (the verbs already added)."""
+    from simreal.training.agents import get_agent
+
     for name in sorted(set(REGISTRY) - taken):
+        agent = get_agent(name)  # the agent objects import their heavy modules only when they train
+        presets = _presets(agent)
         parser = train_sub.add_parser(
-            name, help=f"train the registered agent {name!r} ({REGISTRY[name]})",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-            description=wrap(f"Train the agent registered as {name!r} in simreal.training.agents.REGISTRY "
-                             f"({REGISTRY[name]}): its config's defaults, then each --preset, then each --set; "
-                             "the resolved config, checkpoints and the policy export (policy.pt) go to --run-dir."))
+            name, help=agent.summary, formatter_class=argparse.RawDescriptionHelpFormatter,
+            description=wrap(f"{agent.summary}. Registered as {name!r} in simreal.training.agents.REGISTRY "
+                             f"({REGISTRY[name]}); config {agent.config_path}: its defaults, then each --preset, "
+                             "then each --set; the resolved config, checkpoints and the policy export (policy.pt) "
+                             "go to --run-dir, and --resume continues a stopped run."),
+            epilog=f"presets: {', '.join(presets)}" if presets else None)
         add_train_arguments(parser)
         parser.set_defaults(func=cmd_train_registered, agent_name=name)
+
+
+def _presets(agent) -> list[str]:
+    """The preset names of an agent's YAML config (none for a config that is not a YAML file)."""
+    if agent.config_path.suffix not in (".yaml", ".yml"):
+        return []
+    from simreal.training.config import load_config_file
+
+    return sorted(load_config_file(agent.config_path)[1])
 
 
 def cmd_train_registered(args: argparse.Namespace) -> int:
