@@ -340,15 +340,14 @@ def register_family(family: Family, targets: dict[str, type[BaseModel]] | None =
     """
     if family.name in FAMILIES:
         raise ValueError(f"randomizer family {family.name!r} is already registered")
-    clash = sorted(set(targets or {}) & set(TARGETS))
+    targets = dict(targets or {})
+    clash = sorted(set(targets) & set(TARGETS))
     if clash:
         raise ValueError(f"target key {clash[0]!r} is already registered")
-    TARGETS.update(targets or {})
-    missing = [k for k in family.targets if k not in TARGETS]
+    missing = [k for k in family.targets if k not in TARGETS and k not in targets]
     if missing:
-        for key in targets or {}:
-            TARGETS.pop(key)
         raise ValueError(f"family {family.name!r}: target key {missing[0]!r} has no schema (pass it in targets)")
+    TARGETS.update(targets)
     names = list(FAMILIES)
     at = names.index(before) if before in FAMILIES else next(
         (i for i, n in enumerate(names) if FAMILIES[n].rendered), len(names))

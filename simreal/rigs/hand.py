@@ -35,7 +35,6 @@ class HandRigBackend:
             self.env = HandCubeEnv(randomization=spec, **kwargs)
         except TypeError as exc:
             raise RigError(str(exc)) from None
-        self.rig = rig
         self.sim = self.env.sim
         self.config = self.env.config
         self.discrete = self.config.action == "discrete"
@@ -48,14 +47,10 @@ class HandRigBackend:
         sim = self.sim
         return sim.qpos[0, sim.act_qadr] if self.config.control == "relative" else sim.ctrl_mid
 
-    def _unit_of_bins(self, bins: np.ndarray) -> np.ndarray:
-        n = self.config.n_bins
-        return np.clip(np.rint(bins), 0, n - 1) * (2.0 / (n - 1)) - 1.0
-
     def command_of(self, action: np.ndarray) -> np.ndarray:
+        """The joint targets an action asks for (the env's own mapping, before the safety layer's limits)."""
         a = np.asarray(action, dtype=np.float64).ravel()
-        unit = self._unit_of_bins(a) if self.discrete else a
-        return self._center() + unit * self.sim.ctrl_half
+        return self._center() + self.sim.action_to_unit(np.rint(a) if self.discrete else a) * self.sim.ctrl_half
 
     def command_choices(self) -> np.ndarray:
         """(actuators, bins): the joint target each bin gives now (discrete hand actions)."""

@@ -31,6 +31,7 @@ import torch
 
 from simreal.agents.pets.ensemble import GaussianEnsemble
 from simreal.agents.planning import cem
+from simreal.agents.world_models.nets import ActionSpec
 from simreal.training.config import ConfigError, from_dict
 
 AGENT_NAME = "pets"
@@ -171,8 +172,7 @@ class PETSPolicy:
         self.model, self.keys = model.eval(), keys
         self.planner = Planner(model, planner, seed)
         self.observation_space, self.action_space = observation_space, action_space
-        self.low = np.asarray(action_space.low, np.float64)
-        self.high = np.asarray(action_space.high, np.float64)
+        self.actions = ActionSpec.from_space(action_space)
         self.device = torch.device(device)
 
     def initial_state(self, batch_size: int) -> torch.Tensor:
@@ -191,8 +191,7 @@ class PETSPolicy:
 
     def act(self, obs, state, deterministic: bool = True):
         unit, state = self.unit_act(obs, state)
-        action = self.low + (unit + 1.0) * 0.5 * (self.high - self.low)
-        return np.clip(action, self.low, self.high).astype(self.action_space.dtype), state
+        return self.actions.to_env(unit), state
 
 
 def build_model(model_cfg: ModelConfig, state_dim: int, action_dim: int) -> GaussianEnsemble:
@@ -229,11 +228,12 @@ class Replay:
                      "s2": torch.zeros(capacity, state_dim), "r": torch.zeros(capacity)}
 
     def add(self, s: np.ndarray, a: np.ndarray, s2: np.ndarray, r: np.ndarray) -> None:
-        for i in range(len(s)):
-            for key, value in (("s", s[i]), ("a", a[i]), ("s2", s2[i]), ("r", r[i])):
-                self.data[key][self.next] = torch.as_tensor(value, dtype=torch.float32)
-            self.next = (self.next + 1) % self.capacity
-            self.size = min(self.size + 1, self.capacity)
+        """One transition per env copy (rows of each array), overwriting the oldest when full."""
+        rows = (self.next + np.arange(len(s))) % self.capacity
+        for key, value in (("s", s), ("a", a), ("s2", s2), ("r", r)):
+            self.data[key][rows] = torch.as_tensor(np.asarray(value), dtype=torch.float32)
+        self.next = int(rows[-1] + 1) % self.capacity
+        self.size = min(self.size + len(s), self.capacity)
 
     def sample(self, members: int, batch: int, generator: torch.Generator):
         """(members, batch, .) tensors: each member its own draw with replacement (online bootstrap)."""
@@ -278,7 +278,7 @@ def train(cfg: Mapping[str, Any], run, progress: bool = True) -> dict:
     if not hasattr(space, "low"):
         venv.close()
         raise ConfigError(f"env {env_cfg['id']}: PETS plans continuous (Box) actions; got {type(space).__name__}")
-    low, high = np.asarray(space.low, np.float64), np.asarray(space.high, np.float64)
+    actions = ActionSpec.from_space(space)
     obs = venv.reset()
     x = flatten(obs, keys)
     model = build_model(model_cfg, x.shape[1], space.shape[0]).to(device)
@@ -287,7 +287,7 @@ def train(cfg: Mapping[str, Any], run, progress: bool = True) -> dict:
     planner = Planner(model, planner_cfg, run_cfg.seed)
     rng = np.random.default_rng(run_cfg.seed)
     sample_gen = torch.Generator().manual_seed(run_cfg.seed + 1)
-    env_steps, episodes, last_eval = 0, 0, float("nan")
+    env_steps, episodes, last_eval, before = 0, 0, float("nan"), 0
     if run.resume and run.latest_checkpoint() is not None:
         state, _ = run.load_latest_good_checkpoint()
         model.load_state_dict(state["model"])
@@ -310,7 +310,10 @@ def train(cfg: Mapping[str, Any], run, progress: bool = True) -> dict:
     warm = torch.zeros(n_envs, planner_cfg.horizon, space.shape[0])
     trained = replay.size >= run_cfg.prefill and replay.size > 0
     bar = tqdm(total=run_cfg.steps, initial=env_steps, unit="step", desc="pets", disable=not progress)
-    start = time.perf_counter()
+    start, logged_at = time.perf_counter(), env_steps
+
+    def crossed(every: int) -> bool:  # the last collection step passed a multiple of ``every``
+        return every > 0 and env_steps // every > before // every
 
     def checkpoint() -> None:
         run.save_checkpoint({"model": model.state_dict(), "optim": optim.state_dict(),
@@ -328,8 +331,7 @@ def train(cfg: Mapping[str, Any], run, progress: bool = True) -> dict:
                 model.eval()
                 plan = planner.plan(torch.as_tensor(x, device=device), warm.to(device)).cpu()
                 unit, warm = plan[:, 0].numpy().astype(np.float64), shift(plan)
-            action = np.clip(low + (unit + 1.0) * 0.5 * (high - low), low, high).astype(space.dtype)
-            obs, reward, done, infos = venv.step(action)
+            obs, reward, done, infos = venv.step(actions.to_env(unit))
             x2 = flatten(obs, keys)
             true_next = x2.copy()
             for i in np.flatnonzero(done):
@@ -347,7 +349,6 @@ def train(cfg: Mapping[str, Any], run, progress: bool = True) -> dict:
             x = x2
             before, env_steps = env_steps, env_steps + n_envs
             bar.update(n_envs)
-            crossed = lambda every: every > 0 and env_steps // every > before // every  # noqa: E731
             if env_steps >= run_cfg.prefill and (crossed(run_cfg.train_every) or not trained):
                 model.train()
                 inputs, targets = replay.all()
@@ -367,8 +368,8 @@ def train(cfg: Mapping[str, Any], run, progress: bool = True) -> dict:
                 metrics = averager.pop()
                 if returns:
                     metrics["train/episode_return"] = float(np.mean(returns[-10:]))
-                metrics["time/fps"] = (env_steps - before) / max(time.perf_counter() - start, 1e-9)
-                start = time.perf_counter()
+                metrics["time/fps"] = (env_steps - logged_at) / max(time.perf_counter() - start, 1e-9)
+                start, logged_at = time.perf_counter(), env_steps
                 logger.scalars(env_steps, metrics)
                 if returns:
                     bar.set_postfix(ret=f"{metrics['train/episode_return']:.1f}")
