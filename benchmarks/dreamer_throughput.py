@@ -48,10 +48,11 @@ ENV_ID = "dm_control/cartpole-swingup-v0"
 def build(preset: str, size: str, overrides=()):
     import torch
 
+    from simreal.agents.actions import ActionSpec
     from simreal.agents.world_models import CONFIG_PATH
     from simreal.agents.world_models.config import DreamerConfig
     from simreal.agents.world_models.dreamer import Dreamer
-    from simreal.agents.world_models.nets import ActionSpec, ObsLayout
+    from simreal.agents.world_models.nets import ObsLayout
     from simreal.agents.world_models.trainer import make_env
     from simreal.training.config import resolve_config
 
@@ -59,7 +60,7 @@ def build(preset: str, size: str, overrides=()):
     dc = DreamerConfig.from_resolved(cfg)
     env = make_env(cfg["env"], 1, seed=0)
     layout = ObsLayout.from_space(env.observation_space, dc.model.keys)
-    spec = ActionSpec.from_space(env.action_space)
+    spec = ActionSpec.from_space(env.action_space, "one_hot")
     torch.manual_seed(0)
     agent = Dreamer(layout, spec, dc.model, dc.behavior)
     return cfg, dc, env, agent

@@ -29,9 +29,9 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from simreal.agents.actions import ActionSpec
 from simreal.agents.pets.ensemble import GaussianEnsemble
 from simreal.agents.planning import cem
-from simreal.agents.world_models.nets import ActionSpec
 from simreal.training.config import ConfigError, from_dict
 
 AGENT_NAME = "pets"

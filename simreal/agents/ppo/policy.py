@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from simreal.agents.actions import ActionSpec
+
 State = tuple[torch.Tensor, ...]  # (h, c) of an LSTM, () for a feed-forward core
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
@@ -213,47 +215,11 @@ class CategoricalHead(nn.Module):
         return -(logp.exp() * logp).sum((-1, -2))
 
 
-@dataclasses.dataclass(frozen=True)
-class ActionSpec:
-    """How an action space maps onto a head, and the head's actions back onto the env."""
-
-    kind: str                    # "gaussian" or "categorical"
-    size: int                    # Gaussian: number of action values; categorical: number of dimensions
-    nvec: tuple[int, ...] = ()   # categorical: bins per dimension
-    shape: tuple[int, ...] = ()  # the env's action shape
-    low: np.ndarray | None = None
-    high: np.ndarray | None = None
-    discrete_start: int | None = None  # Discrete spaces: one integer per env, offset by start
-
-    @classmethod
-    def from_space(cls, space: gym.Space) -> "ActionSpec":
-        if isinstance(space, gym.spaces.Box):
-            low = np.broadcast_to(space.low, space.shape).astype(np.float64).ravel()
-            high = np.broadcast_to(space.high, space.shape).astype(np.float64).ravel()
-            if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
-                raise ValueError(f"PPO needs finite Box action bounds; got {space}")
-            return cls("gaussian", int(np.prod(space.shape)), shape=tuple(space.shape), low=low, high=high)
-        if isinstance(space, gym.spaces.MultiDiscrete):
-            nvec = tuple(int(n) for n in np.asarray(space.nvec).ravel())
-            return cls("categorical", len(nvec), nvec=nvec, shape=tuple(space.shape))
-        if isinstance(space, gym.spaces.Discrete):
-            return cls("categorical", 1, nvec=(int(space.n),), shape=(), discrete_start=int(space.start))
-        raise TypeError(f"PPO supports Box, MultiDiscrete and Discrete action spaces; got {type(space).__name__}")
-
-    def make_head(self, in_size: int, init_log_std: float) -> nn.Module:
-        if self.kind == "gaussian":
-            return GaussianHead(in_size, self.size, init_log_std)
-        return CategoricalHead(in_size, self.nvec)
-
-    def to_env(self, action: np.ndarray) -> np.ndarray:
-        """Head actions ``(B, size)`` as a batch of env actions (clipped and scaled; integers for categories)."""
-        if self.kind == "gaussian":
-            unit = np.clip(action, -1.0, 1.0)
-            scaled = self.low + (unit + 1.0) * 0.5 * (self.high - self.low)
-            return scaled.astype(np.float32).reshape((-1, *self.shape))
-        if self.discrete_start is not None:
-            return action[:, 0].astype(np.int64) + self.discrete_start
-        return action.astype(np.int64).reshape((-1, *self.shape))
+def make_head(spec: ActionSpec, in_size: int, init_log_std: float) -> nn.Module:
+    """The policy head for an action space: Gaussian over unit values, or one categorical per dimension."""
+    if spec.discrete:
+        return CategoricalHead(in_size, spec.nvec)
+    return GaussianHead(in_size, spec.dim, init_log_std)
 
 
 # --------------------------------------------------------------------------- cores
@@ -326,7 +292,7 @@ class Actor(nn.Module):
         self.obs_size = int(obs_size)
         self.normalizer = RunningNormalizer(obs_size, obs_clip, normalize)
         self.core = Core(obs_size, cfg.dense, cfg.lstm, cfg.recurrent, cfg.activation)
-        self.head = action.make_head(cfg.lstm, cfg.init_log_std)
+        self.head = make_head(action, cfg.lstm, cfg.init_log_std)
         nn.init.orthogonal_(self.core.dense.weight, math.sqrt(2))
         nn.init.zeros_(self.core.dense.bias)
 

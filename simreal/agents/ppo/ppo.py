@@ -52,9 +52,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from simreal.agents.actions import ActionSpec
 from simreal.agents.ppo.buffer import RolloutBuffer, SegmentLayout, compute_gae
-from simreal.agents.ppo.policy import (ActionSpec, ActorCritic, PolicyConfig, PPOPolicy, flatten_obs, key_sizes,
-                                       network_config, reset_state, select_state)
+from simreal.agents.ppo.policy import (ActorCritic, PolicyConfig, PPOPolicy, flatten_obs, key_sizes, network_config,
+                                       reset_state, select_state)
 from simreal.registration import HAND_CUBE_ID
 from simreal.training.config import ConfigError, from_dict
 from simreal.utils.finite import (NonFiniteError, PhysicsDiverged, all_finite, check_observations, check_rewards,

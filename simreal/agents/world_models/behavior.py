@@ -30,9 +30,10 @@ from typing import Callable
 import torch
 from torch import nn
 
+from simreal.agents.actions import ActionSpec
 from simreal.agents.world_models.config import BehaviorConfig
 from simreal.agents.world_models.distributions import BoundedNormal, OneHotCategorical, TanhNormal, TruncNormal
-from simreal.agents.world_models.nets import ActionSpec, Head, ScalarHead
+from simreal.agents.world_models.nets import Head, ScalarHead
 from simreal.agents.world_models.rssm import State
 
 Tensor = torch.Tensor

@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from simreal.agents.actions import ActionSpec
 from simreal.agents.world_models.behavior import ActorCritic, freeze
 from simreal.agents.world_models.config import BehaviorConfig, ModelConfig, as_dict, build
-from simreal.agents.world_models.nets import ActionSpec, MultiEncoder, ObsLayout, preprocess
+from simreal.agents.world_models.nets import MultiEncoder, ObsLayout, preprocess
 from simreal.agents.world_models.prediction import decoder_weights, load_decoder, open_loop_error, split_decoder
 from simreal.agents.world_models.rssm import RSSM, State, flatten_batch
 from simreal.agents.world_models.world_model import Batch, WorldModel
@@ -228,7 +229,7 @@ def export_parts(data: Mapping[str, Any]) -> tuple[ModelConfig, ObsLayout, Actio
     cfg = data["config"]
     model = build(ModelConfig, cfg["model"], "export config model")
     layout = ObsLayout.from_space(data["observation_space"], cfg["keys"])
-    spec = ActionSpec.from_space(data["action_space"])
+    spec = ActionSpec.from_space(data["action_space"], "one_hot")
     encoder = MultiEncoder(layout, model.units, model.layers, model.cnn_depth, model.act, model.norm,
                            model.symlog_inputs)
     return model, layout, spec, encoder, RSSM(spec.dim, encoder.out_dim, model.rssm, model.act, model.norm)

@@ -32,12 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simreal.agents.actions import ActionSpec
 from simreal.agents.world_models import dreamer
 from simreal.agents.world_models.behavior import ActorCritic
 from simreal.agents.world_models.config import (BehaviorConfig, ContrastiveConfig, DreamerConfig, ModelConfig,
                                                 as_dict, section)
 from simreal.agents.world_models.dreamer import Dreamer, LatentPolicy, Optimizer
-from simreal.agents.world_models.nets import ActionSpec, ObsLayout, preprocess
+from simreal.agents.world_models.nets import ObsLayout, preprocess
 from simreal.agents.world_models.rssm import State
 from simreal.agents.world_models.world_model import Batch, WorldModel
 

@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from simreal.agents.actions import ActionSpec
 from simreal.agents.planning import cem
 from simreal.agents.world_models.config import DreamerConfig, ModelConfig, PlannerConfig, as_dict, build, section
 from simreal.agents.world_models.dreamer import (ExportedPolicy, LatentPolicy, Optimizer, export_parts,
                                                 exported_policy)
-from simreal.agents.world_models.nets import ActionSpec, Head, MultiEncoder, ObsLayout, ScalarHead, preprocess
+from simreal.agents.world_models.nets import Head, MultiEncoder, ObsLayout, ScalarHead, preprocess
 from simreal.agents.world_models.prediction import decoder_weights
 from simreal.agents.world_models.rssm import RSSM, State
 from simreal.agents.world_models.world_model import Batch, WorldModel

@@ -19,20 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from simreal.agents.world_models.nets import ActionSpec, MultiDecoder, MultiEncoder, ObsLayout, preprocess
+from simreal.agents.actions import ActionSpec
+from simreal.agents.world_models.nets import MultiDecoder, MultiEncoder, ObsLayout, preprocess
 from simreal.agents.world_models.rssm import RSSM
-
-
-def model_actions(spec: ActionSpec, actions: np.ndarray) -> np.ndarray:
-    """Env actions (T, ...) as the model's actions (T, dim): Box rescaled to [-1, 1], indices one-hot."""
-    actions = np.asarray(actions)
-    n = len(actions)
-    if not spec.discrete:
-        low, high = np.asarray(spec.low), np.asarray(spec.high)
-        scaled = 2.0 * (actions.reshape(n, spec.dim) - low) / np.where(high > low, high - low, 1.0) - 1.0
-        return np.clip(scaled, -1.0, 1.0).astype(np.float32)
-    index = actions.reshape(n, spec.groups).astype(np.int64)
-    return np.eye(spec.classes, dtype=np.float32)[index].reshape(n, spec.dim)
 
 
 def _windows(observations: Mapping[str, np.ndarray], actions: np.ndarray, spec: ActionSpec, keys: Iterable[str],
@@ -42,7 +31,7 @@ def _windows(observations: Mapping[str, np.ndarray], actions: np.ndarray, spec: 
     count = steps // length
     if count == 0:
         return None
-    led = np.concatenate([np.zeros((1, spec.dim), np.float32), model_actions(spec, actions)])  # led[t] -> obs t
+    led = np.concatenate([np.zeros((1, spec.dim), np.float32), spec.from_env(actions)])  # led[t] -> obs t
     obs = {k: np.asarray(observations[k])[: count * length].reshape(count, length, *np.shape(observations[k])[1:])
            for k in keys}
     return obs, led[: count * length].reshape(count, length, spec.dim)

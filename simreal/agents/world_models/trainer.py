@@ -31,9 +31,10 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
+from simreal.agents.actions import ActionSpec
 from simreal.agents.world_models.config import DreamerConfig, agent_name
 from simreal.agents.world_models.dreamer import Dreamer
-from simreal.agents.world_models.nets import ActionSpec, ObsLayout
+from simreal.agents.world_models.nets import ObsLayout
 from simreal.agents.world_models.replay import SequenceReplay
 from simreal.agents.world_models.world_model import Batch
 from simreal.training.config import ConfigError
@@ -132,7 +133,7 @@ class Trainer:
         self.repeat = int(self.env_cfg.get("action_repeat", 1))
         self.env = make_env(self.env_cfg, self.n_envs, r.seed)
         self.layout = ObsLayout.from_space(self.env.observation_space, self.dc.model.keys)
-        self.spec = ActionSpec.from_space(self.env.action_space)
+        self.spec = ActionSpec.from_space(self.env.action_space, "one_hot")
         spaces = self.env.observation_space.spaces
         self._float_keys = [k for k in self.layout.keys if np.dtype(spaces[k].dtype).kind == "f"]  # NaN-checked
         self.agent, self._export = build_agent(self.agent_name, self.cfg, self.dc, self.layout, self.spec,

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from simreal.agents import Policy, load_policy
+from simreal.agents.actions import ActionSpec
 from simreal.agents.ppo import resolve_ppo_config
-from simreal.agents.ppo.policy import ActionSpec, CategoricalHead, GaussianHead, RunningNormalizer
+from simreal.agents.ppo.policy import CategoricalHead, GaussianHead, RunningNormalizer
 from simreal.agents.ppo.ppo import PPOTrainer
 
 CUE = "simreal.agents.ppo.testing:CueRecall-v0"

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from simreal.agents import load_policy
+from simreal.agents.actions import ActionSpec
 from simreal.agents.world_models import CONFIG_PATH
 from simreal.agents.world_models.config import ContrastiveConfig, DreamerConfig, section
 from simreal.agents.world_models.dreaming import Dreaming, info_nce, random_crop
-from simreal.agents.world_models.nets import ActionSpec, ObsLayout
+from simreal.agents.world_models.nets import ObsLayout
 from simreal.agents.world_models.world_model import Batch
 from simreal.cli import main
 from simreal.training.config import resolve_config
@@ -68,8 +69,8 @@ def tiny_dreaming(version="dreaming", overrides=()):
     dc = DreamerConfig.from_resolved(cfg)
     torch.manual_seed(0)
     layout = ObsLayout.from_space(IMAGE_SPACE, None)
-    return Dreaming(layout, ActionSpec.from_space(BOX), dc.model, dc.behavior, section(ContrastiveConfig, cfg,
-                                                                                       "contrastive"), seed=0)
+    spec = ActionSpec.from_space(BOX, "one_hot")
+    return Dreaming(layout, spec, dc.model, dc.behavior, section(ContrastiveConfig, cfg, "contrastive"), seed=0)
 
 
 def image_batch(batch=3, length=6, seed=0, first_at=()):

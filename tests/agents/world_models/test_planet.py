@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from simreal.agents import load_policy
+from simreal.agents.actions import ActionSpec
 from simreal.agents.world_models import CONFIG_PATH
 from simreal.agents.world_models.config import DreamerConfig, PlannerConfig, section
-from simreal.agents.world_models.nets import ActionSpec, ObsLayout
+from simreal.agents.world_models.nets import ObsLayout
 from simreal.agents.world_models.planet import PlaNet, cem
 from simreal.cli import main
 from simreal.training.config import ConfigError, resolve_config
@@ -71,7 +72,8 @@ def tiny_planet(overrides=()):
     dc = DreamerConfig.from_resolved(cfg)
     torch.manual_seed(0)
     layout = ObsLayout.from_space(VECTOR_SPACE, None)
-    return PlaNet(layout, ActionSpec.from_space(BOX), dc.model, section(PlannerConfig, cfg, "planner"), seed=0)
+    spec = ActionSpec.from_space(BOX, "one_hot")
+    return PlaNet(layout, spec, dc.model, section(PlannerConfig, cfg, "planner"), seed=0)
 
 
 def test_planning_objective_is_the_sum_of_predicted_rewards_along_the_imagined_states():
@@ -102,8 +104,8 @@ def test_planet_refuses_discrete_actions():
     cfg = resolve_config(CONFIG_PATH, ["planet", "tiny"])
     dc = DreamerConfig.from_resolved(cfg)
     with pytest.raises(ValueError, match="continuous actions"):
-        PlaNet(ObsLayout.from_space(VECTOR_SPACE, None), ActionSpec.from_space(gym.spaces.Discrete(3)), dc.model,
-               section(PlannerConfig, cfg, "planner"))
+        PlaNet(ObsLayout.from_space(VECTOR_SPACE, None), ActionSpec.from_space(gym.spaces.Discrete(3), "one_hot"),
+               dc.model, section(PlannerConfig, cfg, "planner"))
 
 
 # ------------------------------------------------------------------ end to end

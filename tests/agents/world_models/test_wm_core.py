@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from simreal.agents import load_policy
+from simreal.agents.actions import ActionSpec
 from simreal.agents.world_models import CONFIG_PATH
 from simreal.agents.world_models.config import DreamerConfig
 from simreal.agents.world_models.dreamer import Dreamer, export_policy
-from simreal.agents.world_models.nets import ActionSpec, ObsLayout
+from simreal.agents.world_models.nets import ObsLayout
 from simreal.agents.world_models.replay import ReplayError, SequenceReplay
 from simreal.agents.world_models.rssm import flatten_batch
 from simreal.agents.world_models.world_model import Batch
@@ -24,7 +25,7 @@ def tiny_agent(version="dreamer_v3", space=VECTOR_SPACE, action_space=BOX, overr
     cfg = DreamerConfig.from_resolved(resolve_config(CONFIG_PATH, [version, "tiny"], overrides))
     torch.manual_seed(0)
     layout = ObsLayout.from_space(space, None)
-    return Dreamer(layout, ActionSpec.from_space(action_space), cfg.model, cfg.behavior), cfg
+    return Dreamer(layout, ActionSpec.from_space(action_space, "one_hot"), cfg.model, cfg.behavior), cfg
 
 
 def random_batch(agent, batch=3, length=6, seed=0, image=None):
@@ -118,11 +119,11 @@ def test_discrete_actions_use_reinforce_and_map_to_env_indices():
     assert agent.behavior.reinforce_mix == 1.0
     metrics = agent.train_step(random_batch(agent))
     assert np.isfinite(metrics["train/actor_loss"])
-    spec = ActionSpec.from_space(gym.spaces.MultiDiscrete([11, 11]))
+    spec = ActionSpec.from_space(gym.spaces.MultiDiscrete([11, 11]), "one_hot")
     onehot = spec.random(5, np.random.default_rng(0))
     assert onehot.shape == (5, 22) and np.all(onehot.reshape(5, 2, 11).sum(-1) == 1)
     assert spec.to_env(onehot).shape == (5, 2)
-    assert ActionSpec.from_space(gym.spaces.Discrete(3)).to_env(np.eye(3)[[2, 0]]).tolist() == [2, 0]
+    assert ActionSpec.from_space(gym.spaces.Discrete(3), "one_hot").to_env(np.eye(3)[[2, 0]]).tolist() == [2, 0]
     box = ActionSpec.from_space(gym.spaces.Box(np.array([0.0, -2.0]), np.array([1.0, 2.0])))
     assert box.to_env(np.array([[-1.0, 0.5]])).tolist() == [[0.0, 1.0]]
 

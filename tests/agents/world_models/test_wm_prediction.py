@@ -8,19 +8,19 @@ import numpy as np
 import pytest
 
 from simreal.agents import load_policy
-from simreal.agents.world_models.nets import ActionSpec
-from simreal.agents.world_models.prediction import model_actions, open_loop_error
+from simreal.agents.actions import ActionSpec
+from simreal.agents.world_models.prediction import open_loop_error
 from simreal.cli import main
 
 
-def test_model_actions_invert_to_env():
+def test_one_hot_actions_invert_to_env():
     rng = np.random.default_rng(0)
     box = ActionSpec.from_space(gym.spaces.Box(np.array([-2.0, 0.0], np.float32), np.array([2.0, 5.0], np.float32)))
     a = rng.uniform(-1, 1, (7, 2)).astype(np.float32)
-    np.testing.assert_allclose(model_actions(box, box.to_env(a)), a, atol=1e-6)
-    multi = ActionSpec.from_space(gym.spaces.MultiDiscrete([11, 11, 11]))
+    np.testing.assert_allclose(box.from_env(box.to_env(a)), a, atol=1e-6)
+    multi = ActionSpec.from_space(gym.spaces.MultiDiscrete([11, 11, 11]), "one_hot")
     index = rng.integers(0, 11, (5, 3))
-    onehot = model_actions(multi, index)
+    onehot = multi.from_env(index)
     assert onehot.shape == (5, 33) and np.array_equal(multi.to_env(onehot), index)
 
 

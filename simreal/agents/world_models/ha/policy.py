@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from simreal.agents.actions import ActionSpec
 from simreal.agents.world_models.ha.controller import LinearController
 from simreal.agents.world_models.ha.vae import VAEEncoder, check_image_shape
-from simreal.agents.world_models.nets import ActionSpec
 from simreal.utils.keys import IMAGE_KEY
 
 AGENT_NAME = "worldmodels"
@@ -66,7 +66,7 @@ class ExportedPolicy:
                  device: torch.device, seed: int = 0):
         self.actor, self.device = actor, device
         self.observation_space, self.action_space = observation_space, action_space
-        self.spec = ActionSpec.from_space(action_space)
+        self.spec = ActionSpec.from_space(action_space, "one_hot")
         self.generator = torch.Generator().manual_seed(seed)   # z samples when acting non-deterministically
 
     def initial_state(self, batch_size: int) -> LSTMState:
@@ -99,7 +99,7 @@ def policy_from_export(data: Mapping[str, Any], device: str = "cpu") -> Exported
     cfg = data["config"]
     obs_space, action_space = data["observation_space"], data["action_space"]
     check_image_shape(obs_space.spaces[IMAGE_KEY].shape)
-    spec = ActionSpec.from_space(action_space)
+    spec = ActionSpec.from_space(action_space, "one_hot")
     actor = WorldModelsActor(int(cfg["z_size"]), int(cfg["depth"]), int(cfg["hidden"]), spec.dim)
     actor.load_state_dict(data["weights"])
     torch_device = torch.device(device)

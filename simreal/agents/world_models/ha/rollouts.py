@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from simreal.agents.world_models.nets import ActionSpec
+from simreal.agents.actions import ActionSpec
 
 # streams of derived seeds (one per use, so adding one never shifts another)
 COLLECT_ENV, COLLECT_ACTIONS, VAE_BATCH, VAE_NOISE, MDN_BATCH, CMA, DREAM, REAL, EVAL = range(9)

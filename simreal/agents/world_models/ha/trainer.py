@@ -29,7 +29,8 @@ uninterrupted one exactly, whatever the number of workers.
 collected episodes and, with ``mode: real``, candidate episodes; ``run.steps``
 caps it (collection stops there; real-mode evolution stops at the generation
 that reaches it, and goes on when a resume raises ``--steps``). Evaluation
-episodes are counted apart (``eval_frames``), as Dreamer's evaluations are. Metrics go to ``RUN_DIR/<stage>/metrics.jsonl`` and
+episodes are counted apart (``eval_frames``), as Dreamer's evaluations are. Metrics go to
+``RUN_DIR/<stage>/metrics.jsonl`` and
 ``RUN_DIR/<stage>/tb`` (x axis: frames for collect, updates for vae and
 mdn_rnn, generations for controller).
 
@@ -54,6 +55,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from simreal.agents.actions import ActionSpec
 from simreal.agents.world_models.ha.config import STAGES, WorldModelsConfig
 from simreal.agents.world_models.ha.controller import CMAES
 from simreal.agents.world_models.ha.mdn_rnn import MDNRNN, mdn_rnn_loss
@@ -62,7 +64,6 @@ from simreal.agents.world_models.ha.rollouts import (CMA, DREAM, EVAL, MDN_BATCH
                                                      RolloutStore, derive_seed, env_seed, sequence_batch)
 from simreal.agents.world_models.ha.vae import ConvVAE, check_image_shape, to_float_image, vae_loss
 from simreal.agents.world_models.ha.workers import WorkerPool, WorkerSpec, make_env
-from simreal.agents.world_models.nets import ActionSpec
 from simreal.training.config import ConfigError
 from simreal.utils.spaces import canonical, space_to_data
 from simreal.utils.finite import (NonFiniteError, all_finite, check_scalars, check_state_dict, checkpoint_note,
@@ -105,7 +106,7 @@ class Trainer:
         self.observation_space, self.action_space = probe.observation_space, probe.action_space
         probe.close()
         check_image_shape(self.observation_space.spaces[IMAGE_KEY].shape)
-        self.spec = ActionSpec.from_space(self.action_space)
+        self.spec = ActionSpec.from_space(self.action_space, "one_hot")
         if self.spec.discrete:
             raise ConfigError(f"env {self.env_cfg['id']}: World Models' controller needs a continuous (Box) "
                               f"action space, got {self.action_space}")

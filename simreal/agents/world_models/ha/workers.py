@@ -18,11 +18,11 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 import torch
 
+from simreal.agents.actions import ActionSpec
 from simreal.agents.world_models.ha.controller import LinearController, dream_returns
 from simreal.agents.world_models.ha.mdn_rnn import MDNRNN
 from simreal.agents.world_models.ha.policy import IMAGE_KEY, WorldModelsActor
 from simreal.agents.world_models.ha.rollouts import random_episode, run_episode
-from simreal.agents.world_models.nets import ActionSpec
 from simreal.training.config import ConfigError
 
 
