@@ -58,6 +58,19 @@ def tagged(parser, name: str, tag: str) -> str:
     return f"{name}_{tag}"
 
 
+def add_training_args(parser, name: str, quick: str, set_help: str = "extra config override for every run") -> None:
+    """The options of every benchmark that trains agents: threads, device, overrides, the run folder, report-only,
+    quick (``quick`` says what it shrinks), quiet and save."""
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help=f"{set_help} (repeatable)")
+    parser.add_argument("--out", default=f"outputs/{name}", help="folder of the run directories")
+    parser.add_argument("--report-only", action="store_true", help="do not train; report the runs in --out")
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--save", action="store_true", help=f"write benchmarks/results/{name}_<date>.json and .png")
+
+
 def emit(name: str, result: dict, save: bool) -> None:
     """Print result as JSON; with save, also write benchmarks/results/<name>_<date>.json."""
     text = json.dumps(result, indent=2, sort_keys=False)

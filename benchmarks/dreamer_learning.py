@@ -50,7 +50,7 @@ import pathlib
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import RESULTS, emit, machine, tagged  # noqa: E402
+from _common import RESULTS, add_training_args, emit, machine, tagged  # noqa: E402
 
 PRESETS = ("dreamer_v3", "dreamer_v2", "dreamer_v1")
 ENV_ID = "dm_control/cartpole-swingup-v0"
@@ -267,18 +267,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--eval-every", type=int, default=10_000, help="env steps between evaluations")
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--checkpoint-every", type=int, default=10_000)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
     parser.add_argument("--randomization", default="none", help="randomization file for the task (default none)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="extra config override for every run (repeatable)")
-    parser.add_argument("--out", default="outputs/dreamer_learning", help="folder of the run directories")
-    parser.add_argument("--report-only", action="store_true", help="do not train; report the runs in --out")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny size, 3000 env steps, evaluation every 1000: checks the pipeline in minutes")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--save", action="store_true",
-                        help="write benchmarks/results/dreamer_learning_<date>.json and .png")
+    add_training_args(parser, "dreamer_learning",
+                      "tiny size, 3000 env steps, evaluation every 1000: checks the pipeline in minutes")
     parser.add_argument("--tag", default="",
                         help="with --save: name the files dreamer_learning_<tag>_<date> (a variant of the "
                              "default settings, kept beside the default table)")

@@ -56,7 +56,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import RESULTS, emit, machine  # noqa: E402
+from _common import RESULTS, add_training_args, emit, machine  # noqa: E402
 
 AGENTS = ("dreamer_v3", "planet", "dreaming", "dreaming_v2", "worldmodels")
 ENV_ID = "dm_control/cartpole-swingup-v0"
@@ -255,22 +255,14 @@ def main(argv=None) -> dict | None:
     parser.add_argument("--eval-every", type=int, default=10_000, help="env frames between evaluations (RSSM agents)")
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--checkpoint-every", type=int, default=5000, help="env frames between checkpoints")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
     parser.add_argument("--jobs", type=int, default=1, help="agents trained at once, one process each (default 1)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
     parser.add_argument("--randomization", default=RANDOMIZATION, help=f"randomization file (default {RANDOMIZATION})")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="extra override for the RSSM agents' runs (repeatable)")
     parser.add_argument("--set-worldmodels", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="extra override for the World Models run (repeatable)")
-    parser.add_argument("--out", default="outputs/world_model_comparison", help="folder of the run directories")
-    parser.add_argument("--report-only", action="store_true", help="do not train; report the runs in --out")
     parser.add_argument("--train-only", action="store_true", help="train the agents and print nothing (--jobs uses it)")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes, 2000 frames, 200-frame episodes, evaluation every 1000: a pipeline check")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--save", action="store_true",
-                        help="write benchmarks/results/world_model_comparison_<date>.json and .png")
+    add_training_args(parser, "world_model_comparison",
+                      "tiny sizes, 2000 frames, 200-frame episodes, evaluation every 1000: a pipeline check",
+                      set_help="extra override for the RSSM agents' runs")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps = min(args.steps, 2000)

@@ -427,7 +427,7 @@ class HandCubeSim:
         outside = np.maximum(np.abs(local) - self._object_half, 0.0)
         d2 = np.minimum(gaps.min(axis=-1), np.einsum("nik,nik->ni", outside, outside))
         near = d2 < np.square(distance[:, : len(self.tip_sites)])
-        return np.concatenate([near, np.zeros((self.n_envs, 1), dtype=bool)], axis=1)  # the cube marker is never occluded
+        return np.concatenate([near, np.zeros((self.n_envs, 1), dtype=bool)], axis=1)  # the cube is never occluded
 
     # ------------------------------------------------------------ observation
     def observe(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -566,20 +566,69 @@ class PixelImage:
         self.renderer.close()
 
 
-def pixel_spaces(spaces: dict, image: PixelImage | None, pixels_only: bool) -> dict:
-    """Observation spaces with the ``image`` key added (and, for ``pixels_only``, the measured pose removed)."""
-    if pixels_only and image is None:
-        raise ValueError("HandCube: pixels_only needs pixels=(height, width)")
-    if image is None:
-        return spaces
-    out = {k: v for k, v in spaces.items() if not (pixels_only and k in MEASURED_POSE_KEYS)}
-    out[IMAGE_KEY] = image.space
-    return out
-
-
 def camera_obs_space(sim: HandCubeSim, size: tuple[int, int]) -> gym.spaces.Box:
     """The ``cameras`` key: every scene camera's image, (n_cameras, height, width, 3) uint8."""
     return gym.spaces.Box(0, 255, (len(sim.config.scene.cameras), size[0], size[1], 3), np.uint8)
+
+
+class ImageObservations:
+    """The image keys of a hand sim's observations, shared by `HandCubeEnv` and the vectorized env.
+
+    ``camera_obs`` (height, width) adds ``cameras``: every camera's image of a copy; ``pixels``
+    (height, width) adds ``image``: the ``pixel_cameras`` tiled into one image (`PixelImage`);
+    ``pixels_only`` then drops the measured cube pose (`MEASURED_POSE_KEYS`). Both are drawn with
+    the copy's visual randomization, ``camera_antialias`` multisamples per pixel and ``camera_zoom``.
+    """
+
+    def __init__(self, sim: HandCubeSim, camera_obs=None, camera_antialias: int | None = None,
+                 camera_zoom: float = 1.0, pixels=None, pixel_cameras=None, pixels_only: bool = False):
+        self.camera_obs = check_camera_obs(camera_obs)
+        self.camera_zoom = check_camera_zoom(camera_zoom)
+        self.pixels_only = bool(pixels_only)
+        if self.pixels_only and pixels is None:
+            raise ValueError("HandCube: pixels_only needs pixels=(height, width)")
+        self.n = sim.n_envs
+        self._spaces = {}
+        self.cameras = None
+        if self.camera_obs is not None:
+            from simreal.render.multicam import MultiCameraRenderer
+
+            self._spaces[CAMERAS_KEY] = camera_obs_space(sim, self.camera_obs)
+            self.cameras = MultiCameraRenderer(sim, *self.camera_obs, antialias=camera_antialias,
+                                               cameras=[c.name for c in sim.config.scene.cameras],
+                                               zoom=self.camera_zoom)
+        self.image = None if pixels is None else PixelImage(sim, pixels, pixel_cameras, camera_antialias,
+                                                             self.camera_zoom)
+        if self.image is not None:
+            self._spaces[IMAGE_KEY] = self.image.space
+
+    @property
+    def antialias(self) -> int | None:
+        """Multisamples per pixel of the ``cameras`` images (None without them)."""
+        return None if self.cameras is None else self.cameras.antialias
+
+    def space(self, base: gym.spaces.Dict) -> gym.spaces.Dict:
+        """``base`` (the sim's observation space) with the image keys added and the dropped keys removed."""
+        kept = {k: v for k, v in base.spaces.items() if not (self.pixels_only and k in MEASURED_POSE_KEYS)}
+        return gym.spaces.Dict(dict(kept, **self._spaces))
+
+    def add(self, obs: dict[str, np.ndarray], ids: np.ndarray) -> dict[str, np.ndarray]:
+        """A batched observation (all copies) with the image keys of copies ``ids`` drawn (others black)."""
+        for key, draw in ((CAMERAS_KEY, self.cameras), (IMAGE_KEY, self.image)):
+            if draw is not None:
+                images = obs[key] = np.zeros((self.n,) + self._spaces[key].shape, np.uint8)
+                for i in ids:
+                    draw.render(int(i), out=images[i])
+        if self.pixels_only:
+            for key in MEASURED_POSE_KEYS:
+                obs.pop(key, None)
+        return obs
+
+    def close(self) -> None:
+        for draw in (self.cameras, self.image):
+            if draw is not None:
+                draw.close()
+        self.cameras = self.image = None
 
 
 class HandCubeEnv(gym.Env):
@@ -615,33 +664,20 @@ class HandCubeEnv(gym.Env):
                  camera_zoom: float = 1.0, pixels: tuple[int, int] | None = None, pixel_cameras=None,
                  pixels_only: bool = False, **kwargs: Any):
         check_render_args(render_mode, render_size)
-        self.camera_obs = check_camera_obs(camera_obs)
-        self.camera_zoom = check_camera_zoom(camera_zoom)
         self.config = HandCubeConfig.from_kwargs(**kwargs)
         self.sim = HandCubeSim(1, self.config)
         self.sim.set_randomization(randomization, in_state=randomization_in_state)
         self.render_mode = render_mode
         self.render_size = tuple(int(s) for s in render_size)
-        self.observation_space = self.sim.observation_space()
         self.action_space = self.sim.action_space()
         self.metadata = dict(self.metadata, render_fps=1.0 / self.config.control_dt)
         self._renderer: SceneRenderer | None = None
         self._ids = np.zeros(1, dtype=np.int64)
-        self._camera_renderer = None
-        if self.camera_obs is not None:
-            from simreal.render.multicam import MultiCameraRenderer
-
-            self.observation_space = gym.spaces.Dict(
-                dict(self.observation_space.spaces, **{CAMERAS_KEY: camera_obs_space(self.sim, self.camera_obs)}))
-            self._camera_renderer = MultiCameraRenderer(self.sim, *self.camera_obs, antialias=camera_antialias,
-                                                        cameras=[c.name for c in self.config.scene.cameras],
-                                                        zoom=self.camera_zoom)
-        self.camera_antialias = None if self._camera_renderer is None else self._camera_renderer.antialias
-        self._image = None if pixels is None else PixelImage(self.sim, pixels, pixel_cameras, camera_antialias,
-                                                              self.camera_zoom)
-        self.pixels_only = bool(pixels_only)
-        self.observation_space = gym.spaces.Dict(pixel_spaces(dict(self.observation_space.spaces), self._image,
-                                                              self.pixels_only))
+        self.images = ImageObservations(self.sim, camera_obs, camera_antialias, camera_zoom, pixels, pixel_cameras,
+                                        pixels_only)
+        self.camera_obs, self.camera_zoom = self.images.camera_obs, self.images.camera_zoom
+        self.camera_antialias, self.pixels_only = self.images.antialias, self.images.pixels_only
+        self.observation_space = self.images.space(self.sim.observation_space())
 
     @property
     def model(self) -> mujoco.MjModel:
@@ -664,15 +700,7 @@ class HandCubeEnv(gym.Env):
         return self._obs(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
 
     def _obs(self) -> dict[str, np.ndarray]:
-        obs = {k: v[0] for k, v in self.sim.observe().items()}
-        if self._camera_renderer is not None:
-            obs[CAMERAS_KEY] = self._camera_renderer.render(0)
-        if self._image is not None:
-            obs[IMAGE_KEY] = self._image.render(0)
-            if self.pixels_only:
-                for key in MEASURED_POSE_KEYS:
-                    del obs[key]
-        return obs
+        return {k: v[0] for k, v in self.images.add(self.sim.observe(), self._ids).items()}
 
     def reset_info(self) -> dict[str, Any]:
         return dict(self._info(False, False), **self.sim.randomization_info(0))
@@ -705,9 +733,4 @@ class HandCubeEnv(gym.Env):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
-        if self._camera_renderer is not None:
-            self._camera_renderer.close()
-            self._camera_renderer = None
-        if self._image is not None:
-            self._image.close()
-            self._image = None
+        self.images.close()

@@ -16,19 +16,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
-from simreal.envs.hand_cube import (
-    CAMERAS_KEY,
-    IMAGE_KEY,
-    MEASURED_POSE_KEYS,
-    HandCubeConfig,
-    HandCubeSim,
-    PixelImage,
-    camera_obs_space,
-    check_camera_obs,
-    check_camera_zoom,
-    check_render_args,
-    pixel_spaces,
-)
+from simreal.envs.hand_cube import HandCubeConfig, HandCubeSim, ImageObservations, check_render_args
 
 
 class HandCubeVecEnv(VecEnv):
@@ -58,8 +46,6 @@ class HandCubeVecEnv(VecEnv):
                  pixels: tuple[int, int] | None = None, pixel_cameras=None, pixels_only: bool = False,
                  **kwargs: Any):
         check_render_args(render_mode, render_size)
-        self.camera_obs = check_camera_obs(camera_obs)
-        self.camera_zoom = check_camera_zoom(camera_zoom)
         if not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
             raise ValueError(f"n_envs must be a positive integer; got {n_envs!r}")
         if nthread is None:
@@ -74,21 +60,11 @@ class HandCubeVecEnv(VecEnv):
         self._renderer = None
         self._actions: np.ndarray | None = None
         self._all = np.arange(n_envs)
-        obs_space = self.sim.observation_space()
-        self._camera_renderer = None
-        if self.camera_obs is not None:
-            from simreal.render.multicam import MultiCameraRenderer
-
-            obs_space = gym.spaces.Dict(dict(obs_space.spaces,
-                                             **{CAMERAS_KEY: camera_obs_space(self.sim, self.camera_obs)}))
-            self._camera_renderer = MultiCameraRenderer(self.sim, *self.camera_obs, antialias=camera_antialias,
-                                                        cameras=[c.name for c in self.config.scene.cameras],
-                                                        zoom=self.camera_zoom)
-        self.camera_antialias = None if self._camera_renderer is None else self._camera_renderer.antialias
-        self._image = None if pixels is None else PixelImage(self.sim, pixels, pixel_cameras, camera_antialias,
-                                                              self.camera_zoom)
-        self.pixels_only = bool(pixels_only)
-        obs_space = gym.spaces.Dict(pixel_spaces(dict(obs_space.spaces), self._image, self.pixels_only))
+        self.images = ImageObservations(self.sim, camera_obs, camera_antialias, camera_zoom, pixels, pixel_cameras,
+                                        pixels_only)
+        self.camera_obs, self.camera_zoom = self.images.camera_obs, self.images.camera_zoom
+        self.camera_antialias, self.pixels_only = self.images.antialias, self.images.pixels_only
+        obs_space = self.images.space(self.sim.observation_space())
         super().__init__(n_envs, obs_space, self.sim.action_space())
 
     # ------------------------------------------------------------ VecEnv API
@@ -100,24 +76,7 @@ class HandCubeVecEnv(VecEnv):
         self._reset_options()
         self.sim.reset(self._all)
         self.reset_infos = [self._reset_info(i) for i in range(self.num_envs)]
-        return self._with_cameras(self.sim.observe(), self._all)
-
-    def _with_cameras(self, obs: dict[str, np.ndarray], ids: np.ndarray) -> dict[str, np.ndarray]:
-        """obs with the ``cameras`` and ``image`` keys (copies ids rendered) when they are on."""
-        if self._camera_renderer is not None:
-            images = obs.get(CAMERAS_KEY)
-            if images is None:
-                images = obs[CAMERAS_KEY] = np.empty((self.num_envs,) + self._camera_renderer.shape, np.uint8)
-            for i in ids:
-                self._camera_renderer.render(int(i), out=images[i])
-        if self._image is not None:
-            image = obs[IMAGE_KEY] = np.zeros((self.num_envs,) + self._image.space.shape, np.uint8)
-            for i in ids:
-                self._image.render(int(i), out=image[i])
-            if self.pixels_only:
-                for key in MEASURED_POSE_KEYS:
-                    obs.pop(key, None)
-        return obs
+        return self.images.add(self.sim.observe(), self._all)
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions)
@@ -129,7 +88,7 @@ class HandCubeVecEnv(VecEnv):
         self._actions = None
         done = terminated | truncated
         infos = [self._info(i, success[i], dropped[i]) for i in range(self.num_envs)]
-        obs = self._with_cameras(self.sim.observe(), self._all)
+        obs = self.images.add(self.sim.observe(), self._all)
         if done.any():
             ids = np.flatnonzero(done)
             for i in ids:
@@ -138,7 +97,7 @@ class HandCubeVecEnv(VecEnv):
             self.sim.reset(ids)  # each copy continues its own RNG stream
             for i in ids:
                 infos[i].update(self.sim.randomization_info(i))
-            fresh = self._with_cameras(self.sim.observe(ids), ids)
+            fresh = self.images.add(self.sim.observe(ids), ids)
             for key, f in fresh.items():
                 obs[key][ids] = f[ids]
         return obs, reward.astype(np.float32), done, infos
@@ -158,12 +117,7 @@ class HandCubeVecEnv(VecEnv):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
-        if self._camera_renderer is not None:
-            self._camera_renderer.close()
-            self._camera_renderer = None
-        if self._image is not None:
-            self._image.close()
-            self._image = None
+        self.images.close()
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         if self.render_mode != "rgb_array":

@@ -13,13 +13,10 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported anywhere below
 
+from simreal.utils.lazy import lazy_exports  # noqa: E402
 
-def __getattr__(name: str):
-    if name == "MultiCameraRenderer":  # lazy: importing simreal.render stays free of GL
-        from simreal.render.multicam import MultiCameraRenderer
 
-        return MultiCameraRenderer
-    raise AttributeError(f"module 'simreal.render' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, {"MultiCameraRenderer": "multicam"})  # importing simreal.render stays GL-free
 
 
 __all__ = ["MultiCameraRenderer"]

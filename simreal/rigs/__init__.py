@@ -44,7 +44,9 @@ from simreal.rigs.base import (
     WatchdogTripped,
 )
 from simreal.rigs.recording import DatasetReader, DatasetWriter, RecordedEpisode, RecordingError, record
-from simreal.rigs.rollout import EpisodeResult, FunctionPolicy, batch_obs, random_policy, run_episode, run_episodes, zero_policy
+from simreal.rigs.rollout import (EpisodeResult, FunctionPolicy, batch_obs, random_policy, run_episode, run_episodes,
+                                  zero_policy)
+from simreal.utils.lazy import lazy_exports
 
 __all__ = [
     "DatasetReader", "DatasetWriter", "EmergencyStopped", "EpisodeNotStarted", "EpisodeResult", "FunctionPolicy",
@@ -61,12 +63,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'simreal.rigs' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 def _is_dataset(path: str) -> bool:

@@ -5,7 +5,7 @@ construction and policy export. Agents live in `simreal.agents`.
 Submodules are imported on first use (``simreal --help`` must not pay for torch).
 """
 
-import importlib
+from simreal.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "ConfigError": "config", "from_dict": "config", "resolve_config": "config",
@@ -18,7 +18,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"simreal.training.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'simreal.training' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -283,7 +283,7 @@ def test_visual_randomization_changes_pixels_not_physics(env_pair):
 
 def test_same_seed_same_images_and_textures_upload_in_place(env_pair):
     _, fancy = env_pair
-    renderer = fancy._camera_renderer
+    renderer = fancy.images.cameras
     model_before = renderer.model
     first, _ = fancy.reset(seed=5)
     other, _ = fancy.reset(seed=6)
@@ -302,7 +302,7 @@ def test_same_seed_same_images_and_textures_upload_in_place(env_pair):
     np.testing.assert_array_equal(renderer.model.tex_data[adr:adr + size], fancy.model.tex_data[adr:adr + size])
     plain = HandCubeEnv(camera_obs=(32, 32), settle_time=0.0)
     plain.reset(seed=5)
-    np.testing.assert_array_equal(nominal, plain._camera_renderer.render(0))
+    np.testing.assert_array_equal(nominal, plain.images.cameras.render(0))
     plain.close()
 
 

@@ -28,16 +28,6 @@ from simreal.rigs.leap import LEAP_OFFSET, SIM_HIGH, SIM_LOW, FakeMotorBus, Leap
 TOKEN = "bridge-test-token-0123456789"
 
 
-@pytest.fixture
-def served():
-    bus = FakeMotorBus()
-    rig = LeapHandRig(bus, safety=SafetyConfig(max_delta=0.1, watchdog_timeout=None))
-    server = RigServer(rig, TOKEN, port=0).start()
-    yield server, rig, bus
-    server.stop()
-    rig.close()
-
-
 def _raw(address: str, frames: list[bytes]) -> dict:
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)

@@ -30,16 +30,6 @@ OPERATOR = "operator-token-9876543210-abc"
 
 
 @pytest.fixture
-def served():
-    bus = FakeMotorBus()
-    rig = LeapHandRig(bus, safety=SafetyConfig(max_delta=0.1, watchdog_timeout=None))
-    server = RigServer(rig, TOKEN, port=0).start()
-    yield server, rig, bus
-    server.stop()
-    rig.close()
-
-
-@pytest.fixture
 def connect():
     """RemoteRig(...) that is closed after the test, passed or failed (an open socket would hang the exit)."""
     made = []

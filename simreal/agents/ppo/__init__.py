@@ -15,6 +15,8 @@ from __future__ import annotations
 import pathlib
 from typing import Iterable
 
+from simreal.utils.lazy import lazy_exports
+
 CONFIG_PATH = pathlib.Path(__file__).with_name("configs.yaml")
 
 
@@ -29,13 +31,8 @@ _LAZY = {"PPOTrainer": "ppo", "TrainConfig": "ppo",  # the trainer pulls in the 
          "PolicyConfig": "policy", "PPOPolicy": "policy", "policy_from_export": "policy"}  # torch
 
 
-def __getattr__(name: str):
-    # imported on first use, so `simreal --help` (which imports this package's cli) never loads torch
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f"simreal.agents.ppo.{_LAZY[name]}"), name)
-    raise AttributeError(name)
+# imported on first use, so `simreal --help` (which imports this package's cli) never loads torch
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = ["CONFIG_PATH", "PPOPolicy", "PPOTrainer", "PolicyConfig", "TrainConfig", "policy_from_export",

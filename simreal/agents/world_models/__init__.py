@@ -17,8 +17,9 @@ this package does not import torch (the CLI registers its verbs cheaply); the na
 load on first use.
 """
 
-import importlib
 import pathlib
+
+from simreal.utils.lazy import lazy_exports
 
 CONFIG_PATH = pathlib.Path(__file__).with_name("configs.yaml")
 AGENT_NAME = "dreamer"
@@ -29,9 +30,4 @@ _LAZY = {"Dreamer": "dreamer", "LatentPolicy": "dreamer", "TrainingDiverged": "d
          "PlaNet": "planet", "Dreaming": "dreaming"}
 
 __all__ = ["AGENT_NAME", "CONFIG_PATH", *_LAZY]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

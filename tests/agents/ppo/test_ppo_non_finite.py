@@ -1,6 +1,8 @@
 """PPO stops on NaN and inf: one line naming what and where, the newest checkpoint is the last finite one,
 policy.pt is never overwritten with NaN weights."""
 
+import pathlib
+
 import numpy as np
 import pytest
 import torch
@@ -134,23 +136,14 @@ def test_the_cli_with_inf_observations_exits_2_with_one_line(tmp_path, noise_fil
     assert not (run / "policy.pt").exists() and not list(run.glob("checkpoints/*.pt"))
 
 
-GEAR = """
-version: 1
-randomizers:
-  - name: motor_gear
-    target: {field: actuator_gear, names: [slide], columns: [0]}
-    distribution: {type: uniform, low: 1.0e+12, high: 2.0e+12}
-    operation: scale
-"""
+GEAR = pathlib.Path(__file__).parents[2] / "data" / "diverging_gear.yaml"  # the cartpole diverges in step 1
 
 
 def test_dm_control_physics_errors_are_one_line_naming_the_randomizer_values(tmp_path, capsys):
     pytest.importorskip("shimmy")
-    path = tmp_path / "gear.yaml"
-    path.write_text(GEAR)  # finite values under which the cartpole diverges in its first step
     run = tmp_path / "run"
     code = cli.main(["train", "ppo", "--preset", "tiny", "--env", "dm_control/cartpole-swingup-v0",
-                     "--randomization", str(path), "--steps", "128", "--run-dir", str(run), "--quiet"])
+                     "--randomization", str(GEAR), "--steps", "128", "--run-dir", str(run), "--quiet"])
     assert code == 2
     # (dm_control also logs MuJoCo's own warning through absl before raising)
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("simreal")]

@@ -13,8 +13,9 @@
 does not import torch; the names below load on first use.
 """
 
-import importlib
 import pathlib
+
+from simreal.utils.lazy import lazy_exports
 
 CONFIG_PATH = pathlib.Path(__file__).with_name("configs.yaml")
 AGENT_NAME = "worldmodels"
@@ -24,9 +25,4 @@ _LAZY = {"ConvVAE": "vae", "MDNRNN": "mdn_rnn", "LinearController": "controller"
          "TrainingDiverged": "trainer", "train": "trainer"}
 
 __all__ = ["AGENT_NAME", "CONFIG_PATH", *_LAZY]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
