@@ -126,13 +126,35 @@ FIELD_DOMAINS: dict[str, Domain] = {
 }
 
 
-def _row_names(model: mujoco.MjModel, field: str, nrows: int) -> list[str]:
+def row_names(model: mujoco.MjModel, field: str, nrows: int) -> list[str]:
     for prefix, obj in _PREFIX_OBJ:
         if field.startswith(prefix):
             if obj == mujoco.mjtObj.mjOBJ_DOF:  # a dof is named by its joint
                 return [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, int(j)) or "" for j in model.dof_jntid]
             return [mujoco.mj_id2name(model, obj, i) or "" for i in range(nrows)]
     return []
+
+
+def select_cells(file, where: str, target, full: np.ndarray, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The rows (name globs, `match_names`) and columns of a (rows, columns) model field that a target selects,
+    with one-line errors naming ``where``.names / ``where``.columns (physics and visual fields alike)."""
+    field = target.field
+    rows = np.arange(full.shape[0])
+    if target.names is not None:
+        if not names:
+            raise file.error(f"{where}.names", f"the rows of {field!r} have no names; omit 'names'")
+        rows = match_names(names, target.names)
+        if rows.size == 0:
+            sample = ", ".join(n for n in names[:8] if n) or "none"
+            raise file.error(f"{where}.names", f"no object of {field!r} matches {target.names} (names include: "
+                                               f"{sample}, ...)")
+    cols = np.arange(full.shape[1])
+    if target.columns is not None:
+        if max(target.columns) >= full.shape[1]:
+            raise file.error(f"{where}.columns",
+                             f"{field!r} has {full.shape[1]} columns; got column {max(target.columns)}")
+        cols = np.asarray(target.columns, dtype=np.int64)
+    return rows, cols
 
 
 class FieldRandomizer(BoundRandomizer):
@@ -162,23 +184,8 @@ class FieldRandomizer(BoundRandomizer):
                 raise file.error(f"{file.locate(spec.name)}.target.field",
                                  f"{field!r} is not a per-copy MjModel field{hint}")
             full = full.reshape(full.shape[0], -1) if full.ndim else full.reshape(1, 1)
-            names = _row_names(model, field, full.shape[0])
-        rows = np.arange(full.shape[0])
-        if target.names is not None:
-            if not names:
-                raise file.error(f"{file.locate(spec.name)}.target.names", f"the rows of {field!r} have no names; omit 'names'")
-            rows = match_names(names, target.names)
-            if rows.size == 0:
-                sample = ", ".join(n for n in names[:8] if n)
-                raise file.error(f"{file.locate(spec.name)}.target.names",
-                                 f"no object of {field!r} matches {target.names} (names include: {sample}, ...)")
-        cols = np.arange(full.shape[1])
-        if target.columns is not None:
-            if max(target.columns) >= full.shape[1]:
-                raise file.error(f"{file.locate(spec.name)}.target.columns",
-                                 f"{field!r} has {full.shape[1]} columns; got column {max(target.columns)}")
-            cols = np.asarray(target.columns, dtype=np.int64)
-        self.rows, self.cols = rows, cols
+            names = row_names(model, field, full.shape[0])
+        self.rows, self.cols = rows, cols = select_cells(file, f"{file.locate(spec.name)}.target", target, full, names)
         self._shape = full.shape
         self.nominal = full[np.ix_(rows, cols)].astype(float).copy()
         self.op = OPERATIONS[spec.operation]

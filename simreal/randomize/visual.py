@@ -32,7 +32,7 @@ import mujoco
 import numpy as np
 
 from simreal.randomize.base import OPERATIONS, BoundRandomizer, match_names
-from simreal.randomize.physics import _row_names
+from simreal.randomize.physics import row_names, select_cells
 from simreal.randomize.spec import (
     TEXTURE_PATTERNS,
     VISUAL_PARAMS,
@@ -148,20 +148,10 @@ class VisualField(BoundVisual):
         where = f"{file.locate(spec.name)}.target"
         full = getattr(model, field)
         full = full.reshape(full.shape[0], -1)
-        names = _row_names(model, field, full.shape[0])
-        rows = match_names(names, target.names)
-        if rows.size == 0:
-            shown = ", ".join(n for n in names[:10] if n) or "none"
-            raise file.error(f"{where}.names", f"no object of {field!r} matches {target.names} (names: {shown})")
-        cols = np.arange(full.shape[1])
-        if target.columns is not None:
-            if max(target.columns) >= full.shape[1]:
-                raise file.error(f"{where}.columns",
-                                 f"{field!r} has {full.shape[1]} columns; got column {max(target.columns)}")
-            cols = np.asarray(target.columns, dtype=np.int64)
+        names = row_names(model, field, full.shape[0])
+        self.rows, self.cols = rows, cols = select_cells(file, where, target, full, names)
         self.field = field
         self.fields = (field,)
-        self.rows, self.cols = rows, cols
         self.nominal = full[np.ix_(rows, cols)].astype(float).copy()
         super().__init__(spec, file, sim.n_envs, rows, size=self.nominal.size)
 
