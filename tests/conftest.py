@@ -27,3 +27,18 @@ def load_benchmark():
         return module
 
     return load
+
+
+@pytest.fixture(scope="session")
+def tiny_hand_ppo(tmp_path_factory) -> pathlib.Path:
+    """A run folder ``hand_ppo`` of a tiny PPO trained 64 steps on the vertical-goal hand (read it, do not write)."""
+    from simreal.training.agents import get_agent
+    from simreal.training.run import RunDir
+
+    agent = get_agent("ppo")
+    cfg = agent.resolve_config(["tiny"], ["run.steps=64", "eval.every=0", "run.tensorboard=false", "env.nthread=1",
+                                          "env.kwargs={goal: vertical, settle_time: 0.0}"])
+    run = RunDir(tmp_path_factory.mktemp("tiny_hand_ppo") / "hand_ppo")
+    run.save_config(cfg)
+    agent.train(cfg, run, progress=False)
+    return run.path

@@ -10,21 +10,14 @@ from simreal.evaluation.shipped import ShipError, read_record, ship_run, shipped
 
 
 @pytest.fixture(scope="module")
-def agents_dir(tmp_path_factory):
+def agents_dir(tmp_path_factory, tiny_hand_ppo):
     """A tiny hand PPO and a tiny pose estimator, shipped as `assets/policies` holds them."""
     from simreal.perception.dataset import DatasetSettings, write_dataset
     from simreal.perception.train import CONFIG_PATH, PoseTrainer
-    from simreal.training.agents import get_agent
     from simreal.training.config import resolve_config
     from simreal.training.run import RunDir
 
     root = tmp_path_factory.mktemp("shipped")
-    agent = get_agent("ppo")
-    cfg = agent.resolve_config(["tiny"], ["run.steps=64", "eval.every=0", "run.tensorboard=false", "env.nthread=1",
-                                          "env.kwargs={goal: vertical, settle_time: 0.0}"])
-    run = RunDir(root / "runs_ppo")
-    run.save_config(cfg)
-    agent.train(cfg, run, progress=False)
     data = root / "pose_data"
     write_dataset(data, DatasetSettings(randomization="dactyl", height=24, width=24, seed=0, shard_size=16,
                                         antialias=0), 16, n_envs=8, progress=False)
@@ -36,7 +29,7 @@ def agents_dir(tmp_path_factory):
     trainer.train()
     trainer.close()
     shipped = root / "agents"
-    ship_run(root / "runs_ppo", shipped / "ppo_tiny", description="tiny", extra={"vision": True})
+    ship_run(tiny_hand_ppo, shipped / "ppo_tiny", description="tiny", extra={"vision": True})
     ship_run(root / "runs_pose", shipped / "pose_estimator")
     return shipped
 

@@ -5,22 +5,12 @@ import pytest
 import torch
 
 import simreal.perception.train as train_module
-from simreal.perception.dataset import DatasetSettings, load_dataset, write_dataset
+from simreal.perception.dataset import load_dataset
 from simreal.perception.estimator import PoseEstimator, save_estimator
 from simreal.perception.train import CONFIG_PATH, PoseTrainer
 from simreal.training.config import resolve_config
 from simreal.utils.finite import NonFiniteError
 from simreal.training.run import RunDir, load_weights_only
-
-SETTINGS = DatasetSettings(randomization="dactyl", height=24, width=24, seed=0, shard_size=24, antialias=0)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pose-data")
-    write_dataset(folder, SETTINGS, 24, n_envs=8, progress=False)
-    return folder
-
 
 def config(dataset, steps=40):
     return resolve_config(CONFIG_PATH, ["tiny"], [f"run.steps={steps}", f"data.path={dataset}", "data.holdout=4",

@@ -7,22 +7,12 @@ import pytest
 import torch
 
 from simreal import cli
-from simreal.perception.dataset import DatasetSettings, load_dataset, write_dataset
+from simreal.perception.dataset import load_dataset
 from simreal.perception.estimator import PoseEstimator
 from simreal.perception.train import CONFIG_PATH, PoseTrainer
 from simreal.training.config import resolve_config
 from simreal.training.logger import read_metrics
 from simreal.training.run import RunDir, load_weights_only
-
-SETTINGS = DatasetSettings(randomization="dactyl", height=24, width=24, seed=0, shard_size=24, antialias=0)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pose-data")
-    write_dataset(folder, SETTINGS, 48, n_envs=8, progress=False)
-    return folder
-
 
 def config(dataset, steps=60, **overrides):
     extra = [f"run.steps={steps}", f"data.path={dataset}", "run.tensorboard=false", "run.torch_threads=1",
@@ -360,17 +350,10 @@ def test_vision_policy_acts_on_the_estimate_from_the_rigs_cameras_and_keeps_its_
         vision.act({k: v[None] for k, v in measured[0].items() if k != "cameras"}, None)
 
 
-def test_evaluate_and_rig_record_run_a_state_policy_from_vision_through_the_cli(estimator_run, tmp_path, capsys):
-    from simreal.training.agents import get_agent
-
-    agent = get_agent("ppo")
-    cfg = agent.resolve_config(["tiny"], ["run.steps=64", "eval.every=0", "run.tensorboard=false", "env.nthread=1",
-                                          "env.kwargs={goal: vertical, settle_time: 0.0}"])
-    run = RunDir(tmp_path / "hand_ppo")
-    run.save_config(cfg)
-    agent.train(cfg, run, progress=False)
+def test_evaluate_and_rig_record_run_a_state_policy_from_vision_through_the_cli(estimator_run, tiny_hand_ppo, tmp_path,
+                                                                               capsys):
     out = tmp_path / "eval"
-    assert cli.main(["evaluate", "--agent", str(run.path), "--rig", "sim:hand_laggy", "--episodes", "1",
+    assert cli.main(["evaluate", "--agent", str(tiny_hand_ppo), "--rig", "sim:hand_laggy", "--episodes", "1",
                      "--max-steps", "3", "--pose-estimator", str(estimator_run), "--out", str(out), "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "| hand_ppo |" in text and "| hand_ppo+vision |" in text and "Pose estimator error" in text
@@ -378,11 +361,11 @@ def test_evaluate_and_rig_record_run_a_state_policy_from_vision_through_the_cli(
     vision = next(a for a in report["agents"] if a["vision"])
     assert vision["pose_error"]["rig"]["steps"] == 3 and vision["pose_error"]["rig"]["position_mm_median"] > 0
     assert (out / "logs" / "hand_ppo+vision" / "data" / "metadata.json").is_file()
-    assert cli.main(["rig", "record", "sim:hand_laggy", "--policy", str(run.path), "--pose-estimator",
+    assert cli.main(["rig", "record", "sim:hand_laggy", "--policy", str(tiny_hand_ppo), "--pose-estimator",
                      str(estimator_run), "--episodes", "1", "--max-steps", "2", "--out", str(tmp_path / "rec"),
                      "--quiet"]) == 0
     assert "pose estimate against the measured pose over 2 steps" in capsys.readouterr().out
     # an estimator with no agent that reads the cube pose: one line
-    assert cli.main(["evaluate", "--agent", str(run.path), "--rig", "sim:hand_laggy", "--pose-estimator",
+    assert cli.main(["evaluate", "--agent", str(tiny_hand_ppo), "--rig", "sim:hand_laggy", "--pose-estimator",
                      str(tmp_path / "nope"), "--out", str(tmp_path / "e2"), "--quiet"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
