@@ -34,6 +34,7 @@ REGISTRY: dict[str, str] = {
     "dreaming": "simreal.agents.world_models.agent:DREAMING",
     "worldmodels": "simreal.agents.world_models.ha.agent:AGENT",
     "pets": "simreal.agents.pets.agent:AGENT",
+    "i2a": "simreal.agents.i2a.agent:AGENT",
 }
 
 

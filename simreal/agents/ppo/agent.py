@@ -17,12 +17,15 @@ class PPOAgent:
 
         return resolve_config(CONFIG_PATH, presets, overrides)
 
-    def train(self, cfg: Mapping[str, Any], run, progress: bool = True) -> dict:
+    def trainer(self, cfg: Mapping[str, Any], run, progress: bool = True):
         from simreal.agents.ppo.ppo import PPOTrainer
 
-        trainer = PPOTrainer(dict(cfg), run, progress=progress)
+        return PPOTrainer(dict(cfg), run, progress=progress)
+
+    def train(self, cfg: Mapping[str, Any], run, progress: bool = True) -> dict:
+        trainer = self.trainer(cfg, run, progress)
         try:
-            done = trainer.env_steps >= trainer.total_updates * trainer.steps_per_update
+            done = trainer.update_index >= trainer.total_updates
             last = {} if done else trainer.train()
             return {"env_steps": int(trainer.env_steps), "updates": int(trainer.update_index),
                     "metrics": {k: float(v) for k, v in last.items()}}

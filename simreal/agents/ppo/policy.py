@@ -284,14 +284,17 @@ def select_state(state: State, columns: torch.Tensor, keep: torch.Tensor) -> Sta
 
 
 class Actor(nn.Module):
-    """Normalizer, core, action head: (L, B, obs) -> distribution parameters (L, B, ...)."""
+    """Normalizer, core, action head: (L, B, obs) -> distribution parameters (L, B, ...).
+
+    ``core_in`` is the core's input size when a subclass feeds it more than the observation (I2A's
+    imagination code); default the observation size."""
 
     def __init__(self, obs_size: int, action: ActionSpec, cfg: PolicyConfig, obs_clip: float = 10.0,
-                 normalize: bool = True):
+                 normalize: bool = True, core_in: int | None = None):
         super().__init__()
         self.obs_size = int(obs_size)
         self.normalizer = RunningNormalizer(obs_size, obs_clip, normalize)
-        self.core = Core(obs_size, cfg.dense, cfg.lstm, cfg.recurrent, cfg.activation)
+        self.core = Core(core_in or obs_size, cfg.dense, cfg.lstm, cfg.recurrent, cfg.activation)
         self.head = make_head(action, cfg.lstm, cfg.init_log_std)
         nn.init.orthogonal_(self.core.dense.weight, math.sqrt(2))
         nn.init.zeros_(self.core.dense.bias)
@@ -356,12 +359,14 @@ class Critic(nn.Module):
 
 
 class ActorCritic(nn.Module):
-    """The actor, the critic and the value normalizer (returns' running mean and std)."""
+    """The actor, the critic and the value normalizer (returns' running mean and std); ``actor``: an `Actor`
+    (subclass) built by the caller, else the standard one."""
 
     def __init__(self, actor_size: int, critic_size: int, action: ActionSpec, cfg: PolicyConfig,
-                 obs_clip: float = 10.0, normalize_observations: bool = True, normalize_values: bool = True):
+                 obs_clip: float = 10.0, normalize_observations: bool = True, normalize_values: bool = True,
+                 actor: Actor | None = None):
         super().__init__()
-        self.actor = Actor(actor_size, action, cfg, obs_clip, normalize_observations)
+        self.actor = actor if actor is not None else Actor(actor_size, action, cfg, obs_clip, normalize_observations)
         self.critic = Critic(critic_size, cfg, obs_clip, normalize_observations)
         self.value_normalizer = RunningNormalizer(1, clip=math.inf, enabled=normalize_values)
 

@@ -46,7 +46,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import torch
@@ -140,9 +140,13 @@ class TrainConfig:
     policy: PolicyConfig
     eval: EvalConfig
 
+    # section name -> dataclass; a learner built on this trainer adds its own (simreal.agents.i2a)
+    SECTIONS: ClassVar[dict[str, type]] = {"env": EnvConfig, "run": RunConfig, "ppo": PPOConfig,
+                                           "policy": PolicyConfig, "eval": EvalConfig}
+
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> "TrainConfig":
-        sections = {"env": EnvConfig, "run": RunConfig, "ppo": PPOConfig, "policy": PolicyConfig, "eval": EvalConfig}
+        sections = cls.SECTIONS
         unknown = set(cfg) - set(sections)
         if unknown:
             raise ConfigError(f"config: unknown section '{sorted(unknown)[0]}' (known: {', '.join(sections)})")
@@ -237,11 +241,18 @@ class PPOTrainer:
     ``run=None`` trains without a run directory (no checkpoints, logs or
     export; for tests and benchmarks). A new run directory gets the config
     saved; with ``run.resume`` set the newest checkpoint is loaded instead.
+
+    A learner that is PPO with more (I2A) subclasses it: ``config_class`` (its sections),
+    ``agent_name`` (its exports), `build_model` (its networks), `policy_parameters` (what PPO's
+    optimizer moves), `network_config` (what its export needs) and `update`/`state_dict`.
     """
+
+    config_class: ClassVar[type] = TrainConfig
+    agent_name: ClassVar[str] = "ppo"
 
     def __init__(self, config: Mapping[str, Any], run: RunDir | None = None, progress: bool = False):
         self.config = dict(config)
-        self.cfg = cfg = TrainConfig.from_dict(config)
+        self.cfg = cfg = self.config_class.from_dict(config)
         self.run = run
         self.progress = progress
         if cfg.run.torch_threads > 0:
@@ -261,11 +272,10 @@ class PPOTrainer:
         self.actor_keys, self.critic_keys = split_keys(space, e.actor_keys, e.critic_keys)
         self.action_spec = ActionSpec.from_space(self.venv.action_space)
         p = cfg.ppo
-        self.model = ActorCritic(key_sizes(space, self.actor_keys), key_sizes(space, self.critic_keys),
-                                 self.action_spec, cfg.policy, p.obs_clip, p.normalize_observations,
-                                 p.normalize_values).to(self.device)
+        self.model = self.build_model(space).to(self.device)
         # fused: one kernel per step for all parameters (CPU and CUDA), not a Python loop over tensors
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=p.lr, eps=1e-5, fused=True)
+        self._trained = self.policy_parameters()
+        self.optimizer = torch.optim.Adam(self._trained, lr=p.lr, eps=1e-5, fused=True)
         head = self.model.actor.head
         self.buffer = RolloutBuffer(p.n_steps, e.n_envs, self.model.actor.obs_size, self.model.critic.obs_size,
                                     head.action_shape, head.action_dtype, self.device)
@@ -296,6 +306,27 @@ class PPOTrainer:
             self.init_source = self.load_actor_from_export(cfg.run.init_from)
         if run is not None and not run.resume:
             run.save_config(self.config)
+
+    # ---------------------------------------------------------------- networks
+    def build_model(self, space) -> ActorCritic:
+        """The actor-critic for the observation space ``space`` (its actor and critic keys)."""
+        p = self.cfg.ppo
+        return ActorCritic(key_sizes(space, self.actor_keys), key_sizes(space, self.critic_keys), self.action_spec,
+                           self.cfg.policy, p.obs_clip, p.normalize_observations, p.normalize_values)
+
+    def auxiliary_losses(self, params: torch.Tensor, actor_obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Losses added to PPO's for a minibatch (name -> scalar, logged as ``train/NAME``), from the actor's
+        distribution parameters and normalized observations at its steps; PPO has none."""
+        return {}
+
+    def policy_parameters(self) -> list[nn.Parameter]:
+        """The parameters PPO's loss trains (every parameter of the model)."""
+        return list(self.model.parameters())
+
+    def network_config(self) -> dict[str, Any]:
+        """The export's ``config``: what `policy_from_export` needs to rebuild the actor."""
+        p = self.cfg.ppo
+        return network_config(self.cfg.policy, self.actor_keys, self.critic_keys, p.obs_clip, p.normalize_observations)
 
     # ----------------------------------------------------------------- budget
     @property
@@ -482,28 +513,30 @@ class PPOTrainer:
                 surrogate = torch.max(-adv * ratio, -adv * ratio.clamp(1.0 - p.clip, 1.0 + p.clip))
                 policy_loss = surrogate.mean()
                 value_loss = 0.5 * (values - flat_targets[idx]).square().mean()
+                aux = {} if warmup else self.auxiliary_losses(params, actor_obs[idx])
                 if warmup:  # no gradient reaches the actor, so Adam leaves its weights alone
                     loss = p.vf_coef * value_loss
                 else:
-                    loss = policy_loss + p.vf_coef * value_loss - p.ent_coef * entropy
+                    loss = policy_loss + p.vf_coef * value_loss - p.ent_coef * entropy + sum(aux.values())
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                grad_norm = nn.utils.clip_grad_norm_(model.parameters(), p.max_grad_norm)  # the total norm
+                grad_norm = nn.utils.clip_grad_norm_(self._trained, p.max_grad_norm)  # the total norm
                 with torch.no_grad():
                     kl = ((ratio - 1.0) - log_ratio).mean()
                     clipped = ((ratio - 1.0).abs() > p.clip).float().mean()
                 # the logged values, fetched in one sync and checked before the step can touch the weights
                 values = fetch({"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
-                                "approx_kl": kl, "clip_fraction": clipped, "grad_norm": grad_norm})
+                                "approx_kl": kl, "clip_fraction": clipped, "grad_norm": grad_norm, **aux})
                 if not all(map(math.isfinite, values.values())):
                     check_scalars({"policy loss": values["policy_loss"], "value loss": values["value_loss"],
                                    "entropy": values["entropy"], "gradient norm": values["grad_norm"],
-                                   "approximate KL": values["approx_kl"]},
+                                   "approximate KL": values["approx_kl"],
+                                   **{name.replace("_", " "): values[name] for name in aux}},
                                   f"{self._where()}, epoch {epoch + 1}, minibatch {k + 1}", self.run)
                 self.optimizer.step()
                 epoch_kl.append(values["approx_kl"])
                 for name, value in values.items():
-                    sums[name] += value
+                    sums[name] = sums.get(name, 0.0) + value
                 n_minibatches += 1
             if p.target_kl is not None and np.mean(epoch_kl) > p.target_kl:
                 stop = True
@@ -721,14 +754,13 @@ class PPOTrainer:
             if self.run is None:
                 raise RunDirError("export: no run directory; pass a path")
             path = self.run.export_path
-        p = self.cfg.ppo
-        cfg = network_config(self.cfg.policy, self.actor_keys, self.critic_keys, p.obs_clip, p.normalize_observations)
+        cfg = self.network_config()
         extra = {"env_id": self.cfg.env.id, "env_kwargs": dict(self.cfg.env.kwargs),
                  "action_repeat": self.cfg.env.action_repeat, "env_steps": self.env_steps,
                  "update": self.update_index}
         if self.init_source is not None:
             extra["init_from"] = dict(self.init_source)
-        return save_export(path, "ppo", cfg, self.venv.observation_space, self.venv.action_space,
+        return save_export(path, self.agent_name, cfg, self.venv.observation_space, self.venv.action_space,
                            self.model.actor.state_dict(), extra)
 
     def close(self) -> None:
