@@ -71,6 +71,35 @@ def add_training_args(parser, name: str, quick: str, set_help: str = "extra conf
     parser.add_argument("--save", action="store_true", help=f"write benchmarks/results/{name}_<date>.json and .png")
 
 
+def run_in_processes(tag: str, commands: dict[str, list[str]], out: str | pathlib.Path, jobs: int,
+                     on_finish=None) -> dict[str, str]:
+    """Run each named command line in its own process, up to ``jobs`` at once, logging to OUT/<name>.log;
+    ``on_finish(name, seconds, returncode)`` runs as each ends. Returns {name: reason} of the failed ones."""
+    import time
+
+    pathlib.Path(out).mkdir(parents=True, exist_ok=True)
+    waiting, running, failed = list(commands), {}, {}
+    while waiting or running:
+        while waiting and len(running) < max(1, jobs):
+            name = waiting.pop(0)
+            log = open(pathlib.Path(out) / f"{name}.log", "w")
+            print(f"{tag}: {name} started (log {log.name})", file=sys.stderr, flush=True)
+            proc = subprocess.Popen(commands[name], stdout=log, stderr=subprocess.STDOUT)
+            running[name] = (proc, log, time.perf_counter())
+        done = next((n for n, (proc, _, _) in running.items() if proc.poll() is not None), None)
+        if done is None:
+            time.sleep(2)
+            continue
+        proc, log, started = running.pop(done)
+        log.close()
+        if on_finish is not None:
+            on_finish(done, time.perf_counter() - started, proc.returncode)
+        if proc.returncode != 0:
+            failed[done] = f"exit status {proc.returncode}; see {log.name}"
+        print(f"{tag}: {done} finished (exit {proc.returncode})", file=sys.stderr, flush=True)
+    return failed
+
+
 def emit(name: str, result: dict, save: bool) -> None:
     """Print result as JSON; with save, also write benchmarks/results/<name>_<date>.json."""
     text = json.dumps(result, indent=2, sort_keys=False)

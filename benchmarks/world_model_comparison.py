@@ -51,12 +51,10 @@ import importlib.util
 import json
 import os
 import pathlib
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import RESULTS, add_training_args, emit, machine  # noqa: E402
+from _common import RESULTS, add_training_args, emit, machine, run_in_processes  # noqa: E402
 
 AGENTS = ("dreamer_v3", "planet", "dreaming", "dreaming_v2", "worldmodels")
 ENV_ID = "dm_control/cartpole-swingup-v0"
@@ -185,24 +183,7 @@ def child_argv(agent: str, args) -> list[str]:
 
 def train_in_processes(agents: list[str], args) -> dict[str, str]:
     """Train ``agents`` in up to ``args.jobs`` child processes; logs in OUT/<agent>.log. Returns failures."""
-    pathlib.Path(args.out).mkdir(parents=True, exist_ok=True)
-    waiting, running, failed = list(agents), {}, {}
-    while waiting or running:
-        while waiting and len(running) < args.jobs:
-            agent = waiting.pop(0)
-            log = open(pathlib.Path(args.out) / f"{agent}.log", "w")
-            print(f"world_model_comparison: {agent} started (log {log.name})", file=sys.stderr, flush=True)
-            running[agent] = (subprocess.Popen(child_argv(agent, args), stdout=log, stderr=subprocess.STDOUT), log)
-        done = next((a for a, (proc, _) in running.items() if proc.poll() is not None), None)
-        if done is None:
-            time.sleep(2)
-            continue
-        proc, log = running.pop(done)
-        log.close()
-        if proc.returncode != 0:
-            failed[done] = f"exit status {proc.returncode}; see {log.name}"
-        print(f"world_model_comparison: {done} finished (exit {proc.returncode})", file=sys.stderr, flush=True)
-    return failed
+    return run_in_processes("world_model_comparison", {a: child_argv(a, args) for a in agents}, args.out, args.jobs)
 
 
 def best(values: list[float]) -> float | None:

@@ -45,3 +45,17 @@ def test_hand_transfer_refuses_bad_input_in_one_line(load_benchmark, capsys, tmp
         main(["--no-train", "--out", str(tmp_path)])  # nothing trained there
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.count("\n") == 1 and "not trained yet" in err
+
+
+def test_model_based_comparison_targets_need_a_margin_over_random_and_ppo_for_pets_and_mbpo(load_benchmark):
+    bench = load_benchmark("model_based_comparison")
+    random = {"mean": 20.0, "stderr": 2.0}
+    rows = {"pets": {"eval": {"mean": 300.0, "stderr": 10.0}}, "mbpo": {"eval": {"mean": 150.0, "stderr": 10.0}},
+            "i2a": {"eval": {"mean": 40.0, "stderr": 10.0}}, "ppo": {"eval": {"mean": 200.0, "stderr": 5.0}}}
+    out = bench.targets(rows, random)
+    assert out["above_random"] == {"pets": True, "mbpo": True, "i2a": False, "ppo": True}  # i2a: 20 < 2 x 12
+    assert out["sample_efficient_vs_ppo"] == {"pets": True, "mbpo": False}
+    assert out["all_met"] is False
+    args = bench.main.__globals__["argparse"].Namespace(steps=100, ppo_factor=5)
+    assert bench.budget("ppo", args) == 500 and bench.budget("pets", args) == 100
+    assert bench.frames_per_step("dreamer_v3") == bench.ACTION_REPEAT and bench.frames_per_step("pets") == 1

@@ -225,3 +225,25 @@ def split_keys(space: gym.spaces.Dict, actor_keys: list[str] | None = None,
     if not actor:
         raise ValueError(f"no actor observation keys left among {keys}; name them with actor_keys")
     return actor, critic
+
+
+def policy_returns(policy, section: Mapping[str, Any], episodes: int, seed: int,
+                   on_end: Callable[[int, dict], None] | None = None) -> np.ndarray:
+    """The returns of ``episodes`` episodes of a `simreal.agents.Policy` on the env of a config's ``env``
+    section, one env copy each (copy i seeded ``seed + i``), each run to its own end; ``on_end(i, info)``
+    sees the step info that ended copy i's episode (its ``terminal_observation`` included)."""
+    venv = env_from_config(section, episodes, seed)
+    try:
+        obs, state = venv.reset(), policy.initial_state(episodes)
+        total, ended = np.zeros(episodes), np.zeros(episodes, bool)
+        while not ended.all():
+            action, state = policy.act(obs, state)
+            obs, reward, done, infos = venv.step(action)
+            total += np.where(ended, 0.0, reward)
+            for i in np.flatnonzero(done & ~ended):
+                if on_end is not None:
+                    on_end(int(i), infos[i])
+            ended |= done
+        return total
+    finally:
+        venv.close()
