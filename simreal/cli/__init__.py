@@ -5,6 +5,7 @@
     simreal rollout         short rollout of the hand-cube env, stats + camera PNG (cli/rollout.py)
     simreal env info        spaces, sizes and timing constants of an env (cli/env.py)
     simreal randomization   check, sample and describe randomization YAML files (cli/randomization.py)
+    simreal export          a trained policy as ONNX, checked against PyTorch (cli/export.py)
     simreal train AGENT     each agent's own module (`register_train`): agents/ppo/cli.py, ...
     simreal rig|evaluate|study|pose|calibrate   the modules of COMMAND_MODULES (`register`)
 
@@ -30,7 +31,7 @@ __all__ = ["CliError", "build_parser", "main"]
 # adds ``simreal train NAME``. They import heavy libraries (torch) inside their handlers only,
 # so ``simreal --help`` stays fast.
 VERB_MODULES: tuple[str, ...] = ("simreal.cli.demo", "simreal.cli.rollout", "simreal.cli.env",
-                                 "simreal.cli.randomization")  # listed first in --help, before train
+                                 "simreal.cli.randomization", "simreal.cli.export")  # listed first in --help
 COMMAND_MODULES: tuple[str, ...] = (
     "simreal.agents.world_models.cli",
     "simreal.agents.world_models.ha.cli",
