@@ -120,3 +120,30 @@ def bind_to_env(spec, env_id: str):
     except gym.error.Error as exc:
         raise ValueError(f"--env {env_id}: {exc}") from None
     return wrap(env, spec).stack
+
+
+def recorded_env(env_id: str, env_kwargs: dict | None = None, float32: bool = False) -> gym.Env:
+    """The entry point of the env specs simreal writes into its recordings (``simreal.registration:recorded_env``):
+    the registered env ``env_id`` made with ``env_kwargs``, so Minari's ``recover_environment`` works for envs whose
+    own registration is not serializable (shimmy's dm_control entry points are Python callables). ``float32``
+    casts float observations to float32, as rigs record them."""
+    import numpy as np
+
+    env = gym.make(env_id, **dict(env_kwargs or {}))
+    if not float32:
+        return env
+
+    def cast(space: gym.Space) -> gym.Space:
+        if isinstance(space, gym.spaces.Dict):
+            return gym.spaces.Dict({k: cast(v) for k, v in space.spaces.items()})
+        if isinstance(space, gym.spaces.Box) and np.issubdtype(space.dtype, np.floating):
+            return gym.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32), space.shape, np.float32)
+        return space
+
+    def to32(obs):
+        if isinstance(obs, dict):
+            return {k: to32(v) for k, v in obs.items()}
+        arr = np.asarray(obs)
+        return arr.astype(np.float32) if np.issubdtype(arr.dtype, np.floating) else obs
+
+    return gym.wrappers.TransformObservation(env, to32, cast(env.observation_space))

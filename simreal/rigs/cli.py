@@ -261,7 +261,13 @@ def cmd_rig_record(args: argparse.Namespace) -> int:
                 raise _cli_error(ValueError(f"--tag: expected KEY=VALUE, got {item!r}"))
             tags[key] = value
         try:
-            writer = record(rig, args.out, append=args.append, tags=tags)
+            if args.minari_dataset_id:
+                from simreal.rigs.recording import minari_dataset_path
+
+                args.out = args.out or str(minari_dataset_path(args.minari_dataset_id))
+            if not args.out:
+                raise RigError("--out: name the dataset folder (or --minari-dataset-id to record into Minari's)")
+            writer = record(rig, args.out, append=args.append, tags=tags, dataset_id=args.minari_dataset_id)
         except RigError as exc:
             raise _cli_error(exc) from None
         print(f"simreal rig record: {args.policy} on {rig.name} ({rig.env_id or 'no env'}), {args.episodes} "
@@ -390,7 +396,10 @@ def register(sub) -> None:
     rec.add_argument("--policy", required=True,
                      help="a run directory, a policy export (.pt), or zero | random | hold")
     rec.add_argument("--episodes", type=int, default=5, help="number of episodes (default 5)")
-    rec.add_argument("--out", required=True, help="dataset folder to write (Minari layout)")
+    rec.add_argument("--out", help="dataset folder to write (Minari layout)")
+    rec.add_argument("--minari-dataset-id", metavar="ID", default=None,
+                     help="the dataset's Minari id ([namespace/]name-vN); without --out it is written under Minari's "
+                          "data path ($MINARI_DATASETS_PATH or ~/.minari/datasets), so minari.load_dataset(ID) finds it")
     rec.add_argument("--append", action="store_true", help="add episodes to an existing dataset in --out")
     rec.add_argument("--seed", type=int, default=0, help="episode k uses seed+k (default 0)")
     rec.add_argument("--max-steps", type=int, default=None, help="cut episodes after this many steps (recorded as cut_off)")

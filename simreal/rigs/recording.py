@@ -14,8 +14,9 @@ one by one as they end, so a crash loses at most the running episode)::
 
     DIR/data/metadata.json       Minari's dataset metadata (dataset_id, total_episodes, total_steps,
                                  data_format "hdf5", observation_space, action_space as Minari's
-                                 JSON strings, minari_version) + "simreal": {"format": 1,
-                                 "rig": RigInfo.to_dict(), "created": ISO time}
+                                 JSON strings, minari_version, env_spec where `minari_env_spec`
+                                 finds one) + "simreal": {"format": 1, "rig": RigInfo.to_dict(),
+                                 "created": ISO time, "env_spec": why there is none, if none}
     DIR/data/main_data.hdf5
       episode_<i>/               attrs: id, seed, total_steps, and simreal/end (terminated | truncated |
                                  cut_off | interrupted | estop | watchdog | error | closed | detached),
@@ -70,6 +71,57 @@ def _h5py():
     except ImportError:  # pragma: no cover - a declared dependency
         raise RecordingError("recording needs h5py (pip install h5py)") from None
     return h5py
+
+
+DATASET_ID = re.compile(r"^([A-Za-z0-9_.-]+/)*[A-Za-z0-9_.-]+-v\d+$")  # Minari's [namespace/]name-vN
+
+
+def minari_dataset_path(dataset_id: str) -> pathlib.Path:
+    """Where Minari looks for ``dataset_id`` (``$MINARI_DATASETS_PATH/<id>``, else ``~/.minari/datasets/<id>``),
+    so ``minari.load_dataset(dataset_id)`` finds a recording made there; a one-line error for a bad id."""
+    if not isinstance(dataset_id, str) or not DATASET_ID.match(dataset_id):
+        raise RecordingError(f"dataset id {dataset_id!r}: expected Minari's form [namespace/]name-vN, e.g. "
+                             "'simreal/cartpole-laggy-v0'")
+    root = os.environ.get("MINARI_DATASETS_PATH") or os.path.join(os.path.expanduser("~"), ".minari", "datasets")
+    return pathlib.Path(root) / dataset_id
+
+
+def minari_env_spec(info: RigInfo) -> tuple[str | None, str]:
+    """The Gymnasium ``EnvSpec`` (JSON) that Minari's ``recover_environment`` makes for a recording of this
+    rig, and a note: a simulated rig's registered env with its constructor kwargs, through
+    `simreal.registration.recorded_env` (at nominal physics: a reality's randomization is not part of an
+    env spec; simreal must be installed where it is recovered). None, with the reason, for real rigs and replays,
+    an action repeat above 1 or pixel observations (the recovered env would not step or see as the rig did),
+    an unregistered id, or kwargs that are not plain data."""
+    import gymnasium as gym
+
+    extra = info.extra or {}
+    if info.kind != "sim" or not info.env_id:
+        return None, f"a {info.kind} rig without an env id: no Gymnasium env recreates it"
+    if int(extra.get("action_repeat") or 1) != 1 or extra.get("pixels"):
+        return None, "recorded with an action repeat or pixel observations the registered env does not have"
+    try:
+        gym.spec(info.env_id)
+    except gym.error.Error as exc:
+        return None, f"env {info.env_id!r} is not registered ({exc})"
+    spec = gym.envs.registration.EnvSpec(info.env_id, entry_point="simreal.registration:recorded_env",
+                                         kwargs={"env_id": info.env_id, "float32": _float32(info.observation_space),
+                                                 "env_kwargs": dict(extra.get("env_kwargs") or {})},
+                                         disable_env_checker=True)
+    try:
+        text = spec.to_json()
+    except (TypeError, ValueError, gym.error.Error) as exc:
+        return None, f"env kwargs are not plain data ({exc})"
+    return text, f"{info.env_id} at nominal physics (the rig's randomization is not part of the spec)"
+
+
+def _float32(space) -> bool:
+    """Whether every float array of an observation space is float32 (how rigs record what the env gives)."""
+    import gymnasium as gym
+
+    boxes = [s for s in getattr(space, "spaces", {"": space}).values() if isinstance(s, gym.spaces.Box)]
+    floats = [s for s in boxes if np.issubdtype(s.dtype, np.floating)]
+    return bool(floats) and all(s.dtype == np.float32 for s in floats)
 
 
 def _slug(text: str) -> str:
@@ -169,6 +221,7 @@ class DatasetWriter:
             with h5py.File(self.h5_path, "w", track_order=True):
                 pass
             self.next_id, self.total_steps = 0, 0
+            env_spec, note = minari_env_spec(rig_info)
             self._meta = {
                 "dataset_id": dataset_id or f"simreal-{_slug(rig_info.name)}-v0",
                 "total_episodes": 0, "total_steps": 0, "data_format": "hdf5",
@@ -176,8 +229,11 @@ class DatasetWriter:
                 "minari_version": MINARI_VERSION,
                 "algorithm_name": "simreal rig recording", "author": author or "simreal",
                 "code_permalink": "", "author_email": "",
-                "simreal": {"format": FORMAT_VERSION, "rig": rig_info.to_dict(), "created": _now()},
+                "simreal": {"format": FORMAT_VERSION, "rig": rig_info.to_dict(), "created": _now(),
+                            "env_spec": note},
             }
+            if env_spec is not None:
+                self._meta["env_spec"] = env_spec
             self._write_meta()
 
     # ------------------------------------------------------------------ API

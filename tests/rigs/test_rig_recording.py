@@ -169,3 +169,28 @@ def test_minari_reads_the_dataset_when_installed(tmp_path):
     assert dataset.total_episodes == 2 and dataset.total_steps == 16
     episode = dataset[1]
     assert episode.observations["position"].shape == (9, 3) and episode.actions.shape == (8, 1)
+
+
+def test_minari_recovers_the_env_and_finds_a_dataset_recorded_under_its_id(tmp_path, monkeypatch, capsys):
+    minari = pytest.importorskip("minari")
+    from simreal.cli import main
+    from simreal.rigs.recording import RecordingError, minari_dataset_path
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    assert main(["rig", "record", "sim:cartpole_nominal", "--policy", "random", "--episodes", "2", "--max-steps", "5",
+                 "--minari-dataset-id", "simreal/cartpole-random-v0", "--quiet"]) == 0
+    dataset = minari.load_dataset("simreal/cartpole-random-v0")
+    assert dataset.total_episodes == 2 and dataset.total_steps == 10
+    env = dataset.recover_environment()
+    assert env.observation_space == dataset.observation_space and env.action_space == dataset.action_space
+    env.close()
+    with pytest.raises(RecordingError, match="expected Minari's form"):
+        minari_dataset_path("no version")
+    capsys.readouterr()
+    # a rig whose env steps differently (an action repeat) gets no env spec, and says why
+    rig = SimulatedRig("cartpole_nominal", action_repeat=2)
+    record(rig, tmp_path / "repeat")
+    run_episodes(rig, _nan_every_7th(rig), 1, seed=0, max_steps=3)
+    rig.close()
+    meta = json.loads((tmp_path / "repeat" / "data" / "metadata.json").read_text())
+    assert "env_spec" not in meta and "action repeat" in meta["simreal"]["env_spec"]
