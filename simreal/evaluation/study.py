@@ -38,10 +38,12 @@ fails.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import json
 import math
 import multiprocessing
+import os
 import pathlib
 import shutil
 import time
@@ -480,7 +482,41 @@ def evaluate_row(study: Study, row: Row, setting: str, out: str | pathlib.Path, 
 
 
 # ----------------------------------------------------------------------------- the whole study
-def _pool(jobs: int):
+class RayExecutor(concurrent.futures.Executor):
+    """Cells and evaluations as Ray tasks, behind the executor interface the local process pool has (so a study
+    runs through one code path either way).
+
+    ``address``: a running cluster (``"auto"``, ``ray://HOST:10001``, ``HOST:6379``); None starts a local Ray
+    with ``jobs`` CPUs. Each task asks for ``cpus`` CPUs, so the cluster runs as many cells at once as it has
+    CPUs for. Run folders, logs and reports are written where the driver names them: on a cluster, give
+    ``--out`` on a filesystem every node mounts (a cell interrupted by a lost node resumes from its last
+    checkpoint on the rerun; finished cells are skipped).
+    """
+
+    def __init__(self, address: str | None, jobs: int = 1, cpus: float = 1.0):
+        try:
+            import ray
+        except ImportError:
+            raise StudyError("--ray-address needs Ray: pip install 'simreal[ray]'") from None
+        self._ray, self.cpus = ray, float(cpus)
+        self._owned = not ray.is_initialized()
+        if self._owned:
+            env = {"env_vars": {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}}
+            ray.init(address=address, num_cpus=None if address else int(jobs), include_dashboard=False,
+                     log_to_driver=False, runtime_env=env)
+
+    def submit(self, fn, /, *args, **kwargs) -> concurrent.futures.Future:
+        task = self._ray.remote(num_cpus=self.cpus, max_retries=1)(fn)  # a lost worker's task runs once more
+        return task.remote(*args, **kwargs).future()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if self._owned and self._ray.is_initialized():
+            self._ray.shutdown()
+
+
+def _pool(jobs: int, ray_address: str | None = None):
+    if ray_address is not None:
+        return RayExecutor(None if ray_address == "local" else ray_address, jobs)
     return concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
 
 
@@ -533,8 +569,11 @@ def _watch(futures: Mapping, study: Study, progress: bool, log: Callable[[str], 
 
 
 def run_study(study: Study, out: str | pathlib.Path, jobs: int = 1, train: bool = True, progress: bool = True,
-              log: Callable[[str], None] = print) -> dict:
-    """Train every unfinished cell, evaluate every row on nominal sim and every rig, write the report."""
+              log: Callable[[str], None] = print, ray_address: str | None = None) -> dict:
+    """Train every unfinished cell, evaluate every row on nominal sim and every rig, write the report.
+
+    ``jobs > 1`` runs cells and evaluations in that many local processes; ``ray_address`` as Ray tasks
+    (`RayExecutor`: a cluster's address, or ``"local"`` for a Ray started here with ``jobs`` CPUs)."""
     out = pathlib.Path(out)
     cells = plan_cells(study, out)
     todo = [c for c in cells if cell_status(study, c) != "done"]
@@ -544,33 +583,34 @@ def run_study(study: Study, out: str | pathlib.Path, jobs: int = 1, train: bool 
     for cell in todo:
         cell_config(study, cell)  # every cell's config resolves before any training starts
     out.mkdir(parents=True, exist_ok=True)
-    if todo:
-        log(f"training {len(todo)} cell(s), {jobs} at a time: {', '.join(f'{c.label}/seed{c.seed}' for c in todo)}")
-    if jobs > 1 and len(todo) > 1:
-        with _pool(jobs) as pool:
-            futures = {pool.submit(_train_task, study, c): c for c in todo}
-            _watch(futures, study, progress, log)
-    else:
-        for cell in todo:
-            log(f"training {cell.label}/seed{cell.seed}")
-            record = train_cell(study, cell, progress=progress)
-            log(f"trained {cell.label}/seed{cell.seed}: {record['env_steps']} env steps")
     rows = plan_rows(cells)
     settings = ["nominal", *study.rigs]
     tasks = [(row, setting) for row in rows for setting in settings]
-    results: dict[tuple[str, int, str], Mapping] = {}
-    labels = list(dict.fromkeys(r.label for r in rows))
-    log(f"evaluating {len(labels)} agent row(s) x {len(study.seeds)} seed(s) on {', '.join(settings)}: "
-        f"{study.episodes} episodes each")
-    if jobs > 1 and len(tasks) > 1:
-        with _pool(jobs) as pool:
+    parallel = ray_address is not None or (jobs > 1 and (len(todo) > 1 or len(tasks) > 1))
+    with (_pool(jobs, ray_address) if parallel else contextlib.nullcontext()) as pool:
+        if todo:
+            where = "as Ray tasks" if ray_address is not None else f"{jobs} at a time"
+            log(f"training {len(todo)} cell(s), {where}: {', '.join(f'{c.label}/seed{c.seed}' for c in todo)}")
+        if pool is not None and todo:
+            futures = {pool.submit(_train_task, study, c): c for c in todo}
+            _watch(futures, study, progress, log)
+        else:
+            for cell in todo:
+                log(f"training {cell.label}/seed{cell.seed}")
+                record = train_cell(study, cell, progress=progress)
+                log(f"trained {cell.label}/seed{cell.seed}: {record['env_steps']} env steps")
+        results: dict[tuple[str, int, str], Mapping] = {}
+        labels = list(dict.fromkeys(r.label for r in rows))
+        log(f"evaluating {len(labels)} agent row(s) x {len(study.seeds)} seed(s) on {', '.join(settings)}: "
+            f"{study.episodes} episodes each")
+        if pool is not None:
             futures = {pool.submit(_evaluate_task, study, row, s, out): (row, s) for row, s in tasks}
             for future in concurrent.futures.as_completed(futures):
                 row, setting = futures[future]
                 results[(row.label, row.cell.seed, setting)] = future.result()
-    else:
-        for row, setting in tasks:
-            results[(row.label, row.cell.seed, setting)] = evaluate_row(study, row, setting, out, progress=progress)
+        else:
+            for row, setting in tasks:
+                results[(row.label, row.cell.seed, setting)] = evaluate_row(study, row, setting, out, progress=progress)
     ordered = {(r.label, r.cell.seed, s): results[(r.label, r.cell.seed, s)] for r, s in tasks}
     report = summarize_study(study, ordered)
     report["training"] = {f"{c.label}/seed{c.seed}": (json.loads(_marker(c.run_dir).read_text())

@@ -38,6 +38,7 @@ examples:
   simreal study studies/hand_transfer.yaml --steps 20000000 --seeds 0,1,2   # a longer budget, unchanged file
   simreal study studies/hand_transfer.yaml --no-train --episodes 50         # evaluate what is trained
   simreal study studies/hand_transfer.yaml --agents ppo --jobs 2             # only the PPO cells
+  ray start --head && simreal study studies/hand_transfer.yaml --ray-address auto --out /shared/hand
 """
 
 
@@ -59,7 +60,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     out = pathlib.Path(args.out or pathlib.Path("outputs") / "study" / study.name)
     print(f"simreal study {study.name}: {len(study.agents)} agent(s), seeds {', '.join(map(str, study.seeds))}, "
           f"rigs {', '.join(study.rigs)}, {study.episodes} episodes per setting, output {out}", flush=True)
-    report = run_study(study, out, jobs=args.jobs, train=not args.no_train, progress=not args.quiet)
+    report = run_study(study, out, jobs=args.jobs, train=not args.no_train, progress=not args.quiet,
+                       ray_address=args.ray_address)
     sys.stdout.write(pathlib.Path(report["paths"]["markdown"]).read_text())
     print(f"wrote {report['paths']['markdown']}, {report['paths']['json']} and {report['paths']['plot']}")
     return 0
@@ -74,6 +76,10 @@ def register(sub) -> None:
     parser.add_argument("file", help="the study YAML (shipped: studies/hand_transfer.yaml, "
                                      "studies/cartpole_transfer.yaml)")
     parser.add_argument("--out", help="output folder (default outputs/study/<the study's name>)")
+    parser.add_argument("--ray-address", metavar="ADDR", default=None,
+                        help="run cells and evaluations as Ray tasks on a cluster (auto, HOST:6379, ray://HOST:10001) "
+                             "or 'local' (a Ray started here with --jobs CPUs); --out must be on a filesystem every "
+                             "node mounts. Needs pip install 'simreal[ray]'")
     parser.add_argument("--jobs", type=positive_int, default=1,
                         help="cells trained (and rows evaluated) in parallel processes (default 1)")
     parser.add_argument("--steps", type=positive_int,

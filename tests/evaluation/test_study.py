@@ -157,3 +157,15 @@ def test_a_tiny_study_trains_then_reuses_and_resumes_its_cells(tmp_path, capsys)
     threads = parse_study({**__import__("yaml").safe_load(TINY.replace("env.nthread=1", "env.nthread=2"))},
                           study_file)
     assert [cell_status(threads, c) for c in plan_cells(threads, out)] == ["done", "done"]
+
+
+def test_a_study_on_ray_gives_the_numbers_of_the_local_run(tmp_path, capsys):
+    pytest.importorskip("ray")
+    study_file = tmp_path / "tiny.yaml"
+    study_file.write_text(TINY)
+    assert cli.main(["study", str(study_file), "--out", str(tmp_path / "ray"), "--quiet", "--ray-address", "local",
+                     "--jobs", "2"]) == 0
+    assert "training 2 cell(s), as Ray tasks" in capsys.readouterr().out
+    local = run_study(load_study(study_file), tmp_path / "local", progress=False, log=lambda _: None)
+    on_ray = json.loads((tmp_path / "ray" / "report.json").read_text())
+    assert on_ray["rows"] == json.loads(json.dumps(local["rows"]))
