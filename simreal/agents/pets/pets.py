@@ -14,7 +14,8 @@ ends the episode (a dropped cube) are planned on the reward alone.
 
 **Training** alternates collecting with the planner (uniform random actions for the first
 ``run.prefill`` env steps) and ``run.updates`` minibatch updates of every member every
-``run.train_every`` env steps, on the whole replay (`ensemble.GaussianEnsemble.loss`).
+``run.train_every`` env steps, on the whole replay (`ensemble.GaussianEnsemble.loss`; the loop's
+pieces that MBPO shares live in `simreal.agents.model_based`).
 Checkpoints hold the model, the optimizer, the replay and every RNG; a resumed run continues from
 the last one with the envs reset and reseeded (the episode in progress at the crash is lost).
 """
@@ -23,13 +24,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 
 from simreal.agents.actions import ActionSpec
+from simreal.agents.model_based import (EpisodeReturns, ModelBasedRunConfig, RunLog, crossed, fit_ensemble,
+                                        log_evaluate_checkpoint, open_env, restore_run, rng_state, summary)
 from simreal.agents.pets.ensemble import GaussianEnsemble
 from simreal.agents.planning import cem
 from simreal.training.config import ConfigError, from_dict
@@ -64,20 +66,9 @@ class PlannerConfig:
 
 
 @dataclasses.dataclass
-class RunConfig:
-    steps: int = 20000
-    seed: int = 0
-    device: str = "auto"
-    threads: int = 0
-    prefill: int = 1000
+class RunConfig(ModelBasedRunConfig):
     train_every: int = 250
     updates: int = 100
-    log_every: int = 1000
-    eval_every: int = 5000
-    eval_episodes: int = 1
-    checkpoint_every: int = 5000
-    keep_checkpoints: int = 2
-    tensorboard: bool = True
 
 
 def _check(cond: bool, key: str, expected: str, got: Any) -> None:
@@ -257,33 +248,13 @@ class Replay:
 
 def train(cfg: Mapping[str, Any], run, progress: bool = True) -> dict:
     """Train (or resume) PETS in the `RunDir` ``run``; returns ``{"env_steps", "episodes", "eval_return"}``."""
-    from simreal.training.envs import env_from_config
-    from simreal.training.logger import Logger, MetricAverager
-    from simreal.training.run import (capture_global_rng, generator_state, pick_device, restore_generator,
-                                      restore_global_rng)
-    from tqdm import tqdm
-
     run_cfg, model_cfg, planner_cfg, capacity = parse_config(cfg)
     env_cfg = cfg["env"]
-    if env_cfg.get("pixels"):
-        raise ConfigError("env.pixels: PETS models vector observations; pixels are not supported")
-    if run_cfg.threads > 0:
-        torch.set_num_threads(run_cfg.threads)
-    device = pick_device(run_cfg.device)
-    torch.manual_seed(run_cfg.seed)
-    n_envs = int(env_cfg.get("n_envs", 1))
-    venv = env_from_config(env_cfg, n_envs, run_cfg.seed)
-    keys = vector_keys(venv.observation_space, model_cfg.keys)
-    space = venv.action_space
-    if not hasattr(space, "low"):
-        venv.close()
-        raise ConfigError(f"env {env_cfg['id']}: PETS plans continuous (Box) actions; got {type(space).__name__}")
-    actions = ActionSpec.from_space(space)
-    obs = venv.reset()
-    x = flatten(obs, keys)
-    model = build_model(model_cfg, x.shape[1], space.shape[0]).to(device)
+    real, device = open_env(env_cfg, run_cfg, model_cfg.keys, "PETS", "plans")
+    keys, space, n_envs = real.keys, real.venv.action_space, real.n_envs
+    model = build_model(model_cfg, real.x.shape[1], space.shape[0]).to(device)
     optim = torch.optim.AdamW(model.parameters(), lr=model_cfg.lr, weight_decay=model_cfg.weight_decay)
-    replay = Replay(capacity, x.shape[1], space.shape[0])
+    replay = Replay(capacity, real.x.shape[1], space.shape[0])
     planner = Planner(model, planner_cfg, run_cfg.seed)
     rng = np.random.default_rng(run_cfg.seed)
     sample_gen = torch.Generator().manual_seed(run_cfg.seed + 1)
@@ -293,35 +264,28 @@ def train(cfg: Mapping[str, Any], run, progress: bool = True) -> dict:
         model.load_state_dict(state["model"])
         optim.load_state_dict(state["optim"])
         replay.load_state_dict(state["replay"])
-        restore_generator(rng, state["rng"])
-        planner.generator.set_state(state["planner_gen"])
-        sample_gen.set_state(state["sample_gen"])
-        restore_global_rng(state["global_rng"])
-        env_steps, episodes = int(state["env_steps"]), int(state["episodes"])
-        last_eval = float(state.get("eval_return", float("nan")))
-        venv.seed(run_cfg.seed + env_steps)
-        x = flatten(venv.reset(), keys)
+        env_steps, episodes, last_eval = restore_run(state, real, run_cfg, rng, planner_gen=planner.generator,
+                                                     sample_gen=sample_gen)
     if env_steps >= run_cfg.steps:
-        venv.close()
+        real.close()
         return {"env_steps": env_steps, "episodes": episodes, "eval_return": last_eval}
-    logger = Logger(run.path, resume_step=env_steps if run.resume else None, tensorboard=run_cfg.tensorboard)
-    averager = MetricAverager()
-    returns, ep_return = [], np.zeros(n_envs)
+    log = RunLog(run, run_cfg, env_steps, "pets", progress)
+    returns = EpisodeReturns(n_envs, episodes)
     warm = torch.zeros(n_envs, planner_cfg.horizon, space.shape[0])
     trained = replay.size >= run_cfg.prefill and replay.size > 0
-    bar = tqdm(total=run_cfg.steps, initial=env_steps, unit="step", desc="pets", disable=not progress)
-    start, logged_at = time.perf_counter(), env_steps
-
-    def crossed(every: int) -> bool:  # the last collection step passed a multiple of ``every``
-        return every > 0 and env_steps // every > before // every
 
     def checkpoint() -> None:
         run.save_checkpoint({"model": model.state_dict(), "optim": optim.state_dict(),
-                             "replay": replay.state_dict(), "rng": generator_state(rng),
-                             "planner_gen": planner.generator.get_state(), "sample_gen": sample_gen.get_state(),
-                             "global_rng": capture_global_rng(), "env_steps": env_steps, "episodes": episodes,
-                             "eval_return": last_eval}, env_steps, keep=run_cfg.keep_checkpoints)
-        export_policy(run.export_path, model, cfg, keys, venv.observation_space, space)
+                             "replay": replay.state_dict(),
+                             **rng_state(rng, planner_gen=planner.generator, sample_gen=sample_gen),
+                             "env_steps": env_steps, "episodes": returns.episodes, "eval_return": last_eval},
+                            env_steps, keep=run_cfg.keep_checkpoints)
+        export_policy(run.export_path, model, cfg, keys, real.venv.observation_space, space)
+
+    def evaluate_now() -> float:
+        return evaluate(PETSPolicy(model, planner_cfg, keys, real.venv.observation_space, space,
+                                   seed=run_cfg.seed + 7, device=device), env_cfg, run_cfg.eval_episodes,
+                        run_cfg.seed + 10_000)
 
     try:
         while env_steps < run_cfg.steps:
@@ -329,79 +293,27 @@ def train(cfg: Mapping[str, Any], run, progress: bool = True) -> dict:
                 unit = rng.uniform(-1.0, 1.0, size=(n_envs, space.shape[0]))
             else:
                 model.eval()
-                plan = planner.plan(torch.as_tensor(x, device=device), warm.to(device)).cpu()
+                plan = planner.plan(torch.as_tensor(real.x, device=device), warm.to(device)).cpu()
                 unit, warm = plan[:, 0].numpy().astype(np.float64), shift(plan)
-            obs, reward, done, infos = venv.step(actions.to_env(unit))
-            x2 = flatten(obs, keys)
-            true_next = x2.copy()
-            for i in np.flatnonzero(done):
-                true_next[i] = flatten({k: v[None] for k, v in infos[i]["terminal_observation"].items()}, keys)[0]
-            if not np.all(np.isfinite(true_next)) or not np.all(np.isfinite(reward)):
-                raise FloatingPointError(f"env {env_cfg['id']}: non-finite observation or reward at env step "
-                                         f"{env_steps}; the last checkpoint is kept")
-            replay.add(x, unit, true_next, reward)
-            ep_return += reward
-            for i in np.flatnonzero(done):
-                returns.append(float(ep_return[i]))
-                ep_return[i] = 0.0
-                episodes += 1
-                warm[i] = 0.0
-            x = x2
+            reward, done = real.step(unit, replay, env_steps)
+            warm[returns.add(reward, done)] = 0.0
             before, env_steps = env_steps, env_steps + n_envs
-            bar.update(n_envs)
-            if env_steps >= run_cfg.prefill and (crossed(run_cfg.train_every) or not trained):
-                model.train()
-                inputs, targets = replay.all()
-                model.set_statistics(inputs, targets)
-                for _ in range(run_cfg.updates):
-                    s, a, y = (t.to(device) for t in replay.sample(model_cfg.members, model_cfg.batch, sample_gen))
-                    loss, stats = model.loss(s, a, y)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"pets: the model loss is {float(loss)} at env step {env_steps}; "
-                                                 "the last checkpoint is kept")
-                    optim.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optim.step()
-                    averager.add(stats)
+            log.bar.update(n_envs)
+            if env_steps >= run_cfg.prefill and (crossed(run_cfg.train_every, before, env_steps) or not trained):
+                fit_ensemble(model, optim, replay, run_cfg.updates, model_cfg.batch, sample_gen, device, log.averager,
+                             "pets", env_steps)
                 trained = True
-            if crossed(run_cfg.log_every):
-                metrics = averager.pop()
-                if returns:
-                    metrics["train/episode_return"] = float(np.mean(returns[-10:]))
-                metrics["time/fps"] = (env_steps - logged_at) / max(time.perf_counter() - start, 1e-9)
-                start, logged_at = time.perf_counter(), env_steps
-                logger.scalars(env_steps, metrics)
-                if returns:
-                    bar.set_postfix(ret=f"{metrics['train/episode_return']:.1f}")
-            if run_cfg.eval_episodes > 0 and crossed(run_cfg.eval_every) and trained:
-                last_eval = evaluate(PETSPolicy(model, planner_cfg, keys, venv.observation_space, space,
-                                                seed=run_cfg.seed + 7, device=device), env_cfg,
-                                     run_cfg.eval_episodes, run_cfg.seed + 10_000)
-                logger.scalars(env_steps, {"eval/return": last_eval})
-            if crossed(run_cfg.checkpoint_every):
-                checkpoint()
+            last_eval = log_evaluate_checkpoint(run_cfg, log, returns, before, env_steps, last_eval,
+                                                evaluate_now if trained else None, checkpoint)
         checkpoint()
     finally:
-        bar.close()
-        logger.close()
-        venv.close()
-    return {"env_steps": env_steps, "episodes": episodes, "eval_return": last_eval,
-            "train_return": float(np.mean(returns[-10:])) if returns else float("nan")}
+        log.close()
+        real.close()
+    return summary(env_steps, returns, last_eval)
 
 
 def evaluate(policy: PETSPolicy, env_cfg: Mapping, episodes: int, seed: int) -> float:
     """Mean return of ``episodes`` episodes, one env copy each, planned from the current model."""
-    from simreal.training.envs import env_from_config
+    from simreal.training.envs import policy_returns
 
-    venv = env_from_config(env_cfg, episodes, seed)
-    try:
-        obs, state = venv.reset(), policy.initial_state(episodes)
-        total, finished = np.zeros(episodes), np.zeros(episodes, bool)
-        while not finished.all():
-            action, state = policy.act(obs, state)
-            obs, reward, done, _ = venv.step(action)
-            total += np.where(finished, 0.0, reward)
-            finished |= done
-        return float(total.mean())
-    finally:
-        venv.close()
+    return float(policy_returns(policy, env_cfg, episodes, seed).mean())
