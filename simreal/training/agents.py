@@ -35,6 +35,7 @@ REGISTRY: dict[str, str] = {
     "worldmodels": "simreal.agents.world_models.ha.agent:AGENT",
     "pets": "simreal.agents.pets.agent:AGENT",
     "i2a": "simreal.agents.i2a.agent:AGENT",
+    "tdm": "simreal.agents.tdm.agent:AGENT",
     "mbpo": "simreal.agents.mbpo.agent:AGENT",
 }
 
