@@ -11,13 +11,15 @@ from simreal.randomize.spec import RandomizationError
 
 CARTPOLE = "dm_control/cartpole-swingup-v0"
 
-PARAMS = """
+POLE_MASS = """
 version: 1
 randomizers:
   - name: pole_mass
     target: {field: body_mass, names: [pole_1]}
     distribution: {type: uniform, low: 0.5, high: 2.0}
     operation: scale
+"""
+PARAMS = POLE_MASS + """\
   - name: hinge_damping
     target: {field: dof_damping, names: [hinge_1]}
     distribution: {type: uniform, low: 0.0, high: 0.05}
@@ -70,13 +72,7 @@ def test_least_squares_recovers_cartpole_parameters_within_10_percent_from_noisy
 
 
 def test_cma_recovers_an_action_delay(tmp_path):
-    spec = _spec(tmp_path, """
-version: 1
-randomizers:
-  - name: pole_mass
-    target: {field: body_mass, names: [pole_1]}
-    distribution: {type: uniform, low: 0.5, high: 2.0}
-    operation: scale
+    spec = _spec(tmp_path, POLE_MASS + """\
   - name: delay
     target: {effect: action_delay, param: delay}
     distribution: {type: uniform, low: 0.0, high: 0.03}
