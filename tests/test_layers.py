@@ -5,7 +5,7 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "simreal"
 LAYERS = [("utils",), ("render",), ("randomize",), ("envs", "registration"), ("training",),
-          ("agents", "perception", "rigs", "calibration"), ("evaluation",), ("demo", "cli")]
+          ("agents", "perception", "rigs", "calibration"), ("evaluation",), ("demo", "cli", "__main__")]
 RANK = {name: k for k, names in enumerate(LAYERS) for name in names}
 
 
