@@ -148,9 +148,10 @@ class GaussianHead(nn.Module):
     def sample(self, mean: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(mean, self.log_std.exp(), torch.randn_like(mean))
 
-    def sample_with_log_prob(self, mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A sample and its log-probability (from the standard-normal noise directly)."""
-        noise = torch.randn_like(mean)
+    def sample_with_log_prob(self, mean: torch.Tensor, noise: torch.Tensor | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A sample and its log-probability (from the standard-normal noise directly; ``noise``: given draws)."""
+        noise = torch.randn_like(mean) if noise is None else noise
         action = torch.addcmul(mean, self.log_std.exp(), noise)
         return action, -0.5 * noise.square().sum(-1) - (self.log_std.sum() + self._log_norm)
 
@@ -197,12 +198,14 @@ class CategoricalHead(nn.Module):
             logits = logits.masked_fill(self._invalid, -1e9)
         return logits.log_softmax(-1)
 
-    def sample(self, logp: torch.Tensor) -> torch.Tensor:
-        # Gumbel-max: argmax(log p - log E), E ~ Exp(1)
-        return (logp - torch.empty_like(logp).exponential_().log()).argmax(-1)
+    def sample(self, logp: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        # Gumbel-max: argmax(log p - log E), E ~ Exp(1) (``noise``: given draws of E)
+        noise = torch.empty_like(logp).exponential_() if noise is None else noise
+        return (logp - noise.log()).argmax(-1)
 
-    def sample_with_log_prob(self, logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        action = self.sample(logp)
+    def sample_with_log_prob(self, logp: torch.Tensor, noise: torch.Tensor | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        action = self.sample(logp, noise)
         return action, self.log_prob(logp, action)
 
     def mode(self, logp: torch.Tensor) -> torch.Tensor:
@@ -379,10 +382,11 @@ class ActorCritic(nn.Module):
 
     @torch.no_grad()
     def step(self, actor_obs: torch.Tensor, critic_obs: torch.Tensor, state: tuple[State, State],
-             keep: torch.Tensor, deterministic: bool = False):
+             keep: torch.Tensor, deterministic: bool = False, noise: torch.Tensor | None = None):
         """One collection step for B envs: raw observations (B, ...) -> action, log-prob, value, new state.
 
-        ``keep`` (B,) is 0 where an episode starts at this step (the state is reset first).
+        ``keep`` (B,) is 0 where an episode starts at this step (the state is reset first); ``noise``: the
+        action head's sampling draws, when given (`simreal.agents.ppo.collect.draw_noise`).
         Also returns the normalized observations (what the buffer stores).
         """
         xa = self.actor.normalizer(actor_obs)
@@ -394,7 +398,7 @@ class ActorCritic(nn.Module):
             action = head.mode(params)
             log_prob = head.log_prob(params, action)
         else:
-            action, log_prob = head.sample_with_log_prob(params)
+            action, log_prob = head.sample_with_log_prob(params, noise)
         value, critic_state = self.critic.step(xc, critic_state)
         return action, log_prob, self.value(value), (actor_state, critic_state), xa, xc
 

@@ -54,12 +54,11 @@ from torch import nn
 
 from simreal.agents.actions import ActionSpec
 from simreal.agents.ppo.buffer import RolloutBuffer, SegmentLayout, compute_gae
-from simreal.agents.ppo.policy import (ActorCritic, PolicyConfig, PPOPolicy, flatten_obs, key_sizes, network_config,
-                                       reset_state, select_state)
+from simreal.agents.ppo.collect import Collector, non_finite_observation
+from simreal.agents.ppo.policy import ActorCritic, PolicyConfig, PPOPolicy, key_sizes, network_config
 from simreal.registration import HAND_CUBE_ID
 from simreal.training.config import ConfigError, from_dict
-from simreal.utils.finite import (NonFiniteError, PhysicsDiverged, all_finite, check_observations, check_rewards,
-                                     check_scalars, check_state_dict, checkpoint_note, fetch)
+from simreal.utils.finite import PhysicsDiverged, all_finite, check_scalars, check_state_dict, checkpoint_note, fetch
 from simreal.training.run import (RunDir, RunDirError, capture_global_rng, generator_state, pick_device,
                                   restore_generator, restore_global_rng)
 from simreal.utils.seeding import make_rng
@@ -218,14 +217,6 @@ def segment_seed(seed: int, update: int, n_envs: int) -> int:
     return int(make_rng(seed, "ppo-env-segment", str(update)).integers(0, 2**31 - 1 - n_envs))
 
 
-def _scalar_mean(value: Any) -> float | None:
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        return None
-    return float(arr.mean()) if arr.size else None
-
-
 def _stack_stats(stacks: list) -> dict[str, float]:
     """``rand/adr/...`` from the stacks' ADR (averaged over stacks, one per wrapped copy)."""
     stats = [s.adr.stats() for s in stacks if s.adr is not None]
@@ -292,12 +283,9 @@ class PPOTrainer:
         self.env_steps = 0
         self.episodes = 0
         self._needs_reset = True
-        self._obs: dict[str, np.ndarray] = {}
-        self._state: tuple = ((), ())
-        self._starts = np.ones(e.n_envs, dtype=bool)
-        self._ep_return = np.zeros(e.n_envs)
-        self._ep_length = np.zeros(e.n_envs, dtype=np.int64)
-        self._rand_values: dict[str, list[float]] = {}
+        self.collector = Collector(self.venv, self.model, self.actor_keys, self.critic_keys, self.action_spec,
+                                   p.gamma, self.buffer, self.device, run)
+        self._last_value: torch.Tensor | None = None
         self.history: list[dict[str, float]] = []  # every update's logged scalars
         self.init_source: dict[str, Any] | None = None  # what run.init_from loaded (recorded in the export)
         if run is not None and run.resume:
@@ -342,82 +330,19 @@ class PPOTrainer:
     # -------------------------------------------------------------- collection
     def _start_segment(self) -> None:
         """Re-seed and reset every env, zero the recurrent states (after each checkpoint; see module docs)."""
-        n = self.cfg.env.n_envs
-        self.venv.seed(segment_seed(self.cfg.run.seed, self.update_index, n))
-        self._obs = self.venv.reset()
-        self._state = self.model.initial_state(n, self.device)
-        self._starts = np.ones(n, dtype=bool)
-        self._ep_return[:] = 0.0
-        self._ep_length[:] = 0
-        for info in getattr(self.venv, "reset_infos", []) or []:
-            self._record_randomization(info)
+        self.collector.start_segment(segment_seed(self.cfg.run.seed, self.update_index, self.cfg.env.n_envs))
         self._needs_reset = False
 
-    def _record_randomization(self, info: Mapping) -> None:
-        for name, value in (info.get("randomization") or {}).items():
-            mean = _scalar_mean(value)
-            if mean is not None:
-                self._rand_values.setdefault(name, []).append(mean)
-
     def collect(self) -> dict[str, float]:
-        """Fill the buffer with one rollout; returns episode statistics of the episodes that ended."""
+        """Fill the buffer with one rollout (`collect.Collector`); returns statistics of the episodes that ended."""
         if self._needs_reset:
             self._start_segment()
-        buf, model, venv, dev = self.buffer, self.model, self.venv, self.device
-        gamma = self.cfg.ppo.gamma
-        same_keys = self.critic_keys == self.actor_keys
-        obs, state, starts = self._obs, self._state, self._starts
-        buf.initial_state = state
-        returns, lengths, successes = [], [], []
-        with torch.inference_mode():
-            for t in range(buf.n_steps):
-                ra = flatten_obs(obs, self.actor_keys)
-                rc = ra if same_keys else flatten_obs(obs, self.critic_keys)
-                if not (all_finite(ra) and (same_keys or all_finite(rc))):  # one vectorized check per step
-                    self._non_finite_observation(self.venv, obs, self._where(t))
-                buf.raw_actor[t] = ra
-                buf.raw_critic[t] = rc
-                buf.starts[t] = starts
-                keep = torch.from_numpy((~starts).astype(np.float32)).to(dev)
-                xa_raw = torch.from_numpy(ra).to(dev)
-                xc_raw = xa_raw if same_keys else torch.from_numpy(rc).to(dev)
-                action, log_prob, value, state, xa, xc = model.step(xa_raw, xc_raw, state, keep)
-                buf.actor_obs[t] = xa
-                buf.critic_obs[t] = xc
-                buf.actions[t] = action
-                buf.log_probs[t] = log_prob
-                buf.values[t] = value
-                try:
-                    obs, reward, done, infos = venv.step(self.action_spec.to_env(action.cpu().numpy()))
-                except PhysicsDiverged as exc:
-                    raise PhysicsDiverged(f"{self._where(t)}: {exc}{checkpoint_note(self.run)}") from None
-                reward = np.asarray(reward, dtype=np.float64)
-                if not all_finite(reward):
-                    check_rewards(reward, self._where(t + 1), self.run)
-                self._ep_return += reward
-                self._ep_length += 1
-                if done.any():
-                    ids = np.flatnonzero(done)
-                    cut = [i for i in ids if infos[i].get("TimeLimit.truncated") and "terminal_observation" in infos[i]]
-                    if cut:
-                        reward = reward.copy()
-                        reward[cut] += gamma * self._terminal_values(infos, cut, state[1], self._where(t + 1))
-                    reset_infos = getattr(venv, "reset_infos", None)
-                    for i in ids:
-                        returns.append(self._ep_return[i])
-                        lengths.append(self._ep_length[i])
-                        if "consecutive_successes" in infos[i]:
-                            successes.append(float(infos[i]["consecutive_successes"]))
-                        self._record_randomization(infos[i] if "randomization" in infos[i]
-                                                   else (reset_infos[i] if reset_infos else {}))
-                    self._ep_return[ids] = 0.0
-                    self._ep_length[ids] = 0
-                buf.rewards[t] = torch.from_numpy(reward.astype(np.float32)).to(dev)
-                buf.dones[t] = torch.from_numpy(done.astype(np.float32)).to(dev)
-                starts = np.asarray(done, dtype=bool)
-        if not all_finite(*(obs[k] for k in self._keys)):  # the next rollout's first, bootstrapped here
-            self._non_finite_observation(self.venv, obs, self._where(buf.n_steps))
-        self._obs, self._state, self._starts = obs, state, starts
+        out = self.collector.collect(self._where)
+        self._last_value = out["last_value"]
+        return self._episode_stats(out)
+
+    def _episode_stats(self, out: Mapping[str, list]) -> dict[str, float]:
+        returns, lengths, successes = out["returns"], out["lengths"], out["successes"]
         self.episodes += len(returns)
         stats: dict[str, float] = {}
         if returns:
@@ -428,40 +353,24 @@ class PPOTrainer:
             stats["train/consecutive_successes"] = float(np.mean(successes))
         return stats
 
+    def _randomization_values(self) -> dict[str, list[float]]:
+        """The randomizer values of the episodes begun since the last call (for ``rand/`` logs)."""
+        return self.collector.pop_randomization()
+
     # ---------------------------------------------------------- non-finite
     @property
     def _keys(self) -> list[str]:
         """The observation keys the networks read (actor's, then the critic's others)."""
         return self.actor_keys + [k for k in self.critic_keys if k not in self.actor_keys]
 
+    def _non_finite_observation(self, venv, obs: Mapping[str, np.ndarray], where: str,
+                                what: str = "observation") -> None:
+        non_finite_observation(venv, self._keys, obs, where, self.run, what)
+
     def _where(self, t: int | None = None) -> str:
         """``PPO update U (env step S)``: at rollout step ``t`` of the coming update, or at its end."""
         steps = self.env_steps + (self.steps_per_update if t is None else t * self.cfg.env.n_envs)
         return f"PPO update {self.update_index + 1} (env step {steps})"
-
-    def _non_finite_observation(self, venv, obs: Mapping[str, np.ndarray], where: str, what: str = "observation",
-                                copies: list[int] | None = None, randomization: bool = True) -> None:
-        """Raise `NonFiniteError` naming the key, env copy and element of a batch known to hold a NaN or
-        inf, with the randomizer values of that copy's episode; ``copies``: the batch holds those only."""
-        from simreal.training.envs import episode_randomization
-
-        # as the networks read them (float32: a float64 beyond its range is inf there)
-        batch = {k: np.asarray(obs[k], dtype=np.float32) for k in self._keys}
-        check_observations(batch, where, what, (lambda i: episode_randomization(venv, i)) if randomization else None,
-                           self.run, copies)
-        raise NonFiniteError(f"{where}: non-finite {what}{checkpoint_note(self.run)}")  # not reached
-
-    def _terminal_values(self, infos: list, ids: list[int], critic_state: tuple, where: str) -> np.ndarray:
-        """V(terminal observation) of copies ``ids``, continuing their critic state by one step."""
-        terminal = {k: np.stack([infos[i]["terminal_observation"][k] for i in ids]) for k in self._keys}
-        if not all_finite(*terminal.values()):  # (the env has moved on to the next episode's randomization)
-            self._non_finite_observation(self.venv, terminal, where, "terminal observation", list(ids), False)
-        critic = self.model.critic
-        x = critic.normalizer(torch.from_numpy(flatten_obs(terminal, self.critic_keys)).to(self.device))
-        columns = torch.as_tensor(ids, device=self.device)
-        state = select_state(critic_state, columns, torch.ones(len(ids), device=self.device))
-        value, _ = critic.step(x, state)
-        return self.model.value(value).double().cpu().numpy()
 
     # ------------------------------------------------------------------ update
     def update(self, lr: float) -> dict[str, float]:
@@ -470,12 +379,8 @@ class PPOTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with torch.no_grad():
-            critic = model.critic
-            xc = critic.normalizer(torch.from_numpy(flatten_obs(self._obs, self.critic_keys)).to(dev))
-            keep = torch.from_numpy((~self._starts).astype(np.float32)).to(dev)
-            last, _ = critic.step(xc, reset_state(self._state[1], keep))
-            last_value = model.value(last)
-            advantages, returns = compute_gae(buf.rewards, buf.values, buf.dones, last_value, p.gamma, p.gae_lambda)
+            advantages, returns = compute_gae(buf.rewards, buf.values, buf.dones, self._last_value, p.gamma,
+                                              p.gae_lambda)
         # a critic warm-up update leaves the actor exactly as it is, its observation statistics included
         warmup = self.update_index < p.critic_warmup
         # statistics for the next rollout (this one's stored observations stay as collected)
@@ -628,9 +533,8 @@ class PPOTrainer:
                 self.env_steps += self.steps_per_update
                 done_here += 1
                 scalars = {**episode_stats, **learn_stats}
-                scalars.update({f"rand/{k}": float(np.mean(v)) for k, v in self._rand_values.items()})
+                scalars.update({f"rand/{k}": float(np.mean(v)) for k, v in self._randomization_values().items()})
                 scalars.update(_stack_stats(self.stacks))
-                self._rand_values = {}
                 scalars["time/fps"] = self.steps_per_update / (t2 - t0)
                 scalars["time/collect_s"] = t1 - t0
                 scalars["time/update_s"] = t2 - t1
