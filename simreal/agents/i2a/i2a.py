@@ -98,6 +98,9 @@ class I2ATrainer(PPOTrainer):
     agent_name = AGENT_NAME
 
     def __init__(self, config: Mapping[str, Any], run=None, progress: bool = False):
+        if (config.get("run") or {}).get("workers"):
+            raise ConfigError("run.workers: I2A pretrains its model on the learner's envs; rollout workers are PPO's "
+                              "only so far (run.workers=0)")
         self.model_rng = torch.Generator().manual_seed(0)
         super().__init__(config, run, progress)
         actor: I2AActor = self.model.actor

@@ -36,6 +36,8 @@ examples:
   simreal train ppo --env Hopper-v5 --set ppo.lr=1e-4 --set policy.lstm=128 --run-dir runs/hopper
   simreal train ppo --run-dir runs/cartpole --resume                 # continue a killed run
   simreal train ppo --run-dir runs/cartpole --resume --steps 3000000 # train it longer
+  simreal train ppo --preset cartpole --workers 2 --run-dir runs/cartpole-ray   # env copies in Ray workers
+  simreal train ppo --preset hand_cube --workers 8 --ray-address auto --run-dir /shared/runs/hand  # a cluster
 """
 
 
@@ -45,6 +47,10 @@ def cmd_train_ppo(args: argparse.Namespace) -> int:
     from simreal.training.cli_args import prepare_run
 
     run, cfg = prepare_run(args, CONFIG_PATH, validate=TrainConfig.from_dict)
+    for key, value in (("workers", args.workers), ("ray_address", args.ray_address)):
+        if value is not None:  # where the copies run, not what is computed: allowed on --resume too
+            cfg = {**cfg, "run": {**cfg["run"], key: value}}
+    TrainConfig.from_dict(cfg)
     trainer = PPOTrainer(cfg, run, progress=not args.quiet)
     start = trainer.env_steps
     if start >= trainer.total_updates * trainer.steps_per_update:
@@ -76,4 +82,10 @@ def register_train(train_sub) -> None:
                                   description=wrap(DESCRIPTION), epilog=EPILOG,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     add_train_arguments(parser, presets_help="tiny, cartpole, hand_cube, dactyl, feedforward")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="Ray rollout workers holding the env copies (run.workers; pip install 'simreal[ray]'); "
+                             "the same numbers as one process, so a resumed run may change it")
+    parser.add_argument("--ray-address", default=None, metavar="ADDR",
+                        help="with --workers: a running Ray cluster (auto, HOST:6379; run.ray_address); "
+                             "default: a local Ray")
     parser.set_defaults(func=cmd_train_ppo)

@@ -33,6 +33,12 @@ def scalar_mean(value: Any) -> float | None:
     return float(arr.mean()) if arr.size else None
 
 
+def where_text(update: int, env_steps: int, n_envs: int, t: int | None, steps_per_update: int = 0) -> str:
+    """``PPO update U (env step S)`` at rollout step ``t`` (None: the rollout's end), for error messages."""
+    steps = env_steps + (steps_per_update if t is None else t * n_envs)
+    return f"PPO update {update + 1} (env step {steps})"
+
+
 def draw_noise(head, n_steps: int, n_envs: int) -> torch.Tensor:
     """The sampling noise a rollout of ``n_envs`` copies draws, step by step in one process's order (the
     generator's stream then continues exactly as after that rollout)."""
@@ -74,7 +80,7 @@ class Collector:
         self.state: tuple = ((), ())
         self.starts = np.ones(n, dtype=bool)
         self.ep_return, self.ep_length = np.zeros(n), np.zeros(n, dtype=np.int64)
-        self.rand_values: dict[str, list[float]] = {}
+        self.rand_values: dict[str, list[tuple[tuple[int, int], float]]] = {}
 
     # ------------------------------------------------------------------ segments
     def start_segment(self, seed: int) -> None:
@@ -86,28 +92,30 @@ class Collector:
         self.starts = np.ones(n, dtype=bool)
         self.ep_return[:] = 0.0
         self.ep_length[:] = 0
-        for info in getattr(self.venv, "reset_infos", []) or []:
-            self.record_randomization(info)
+        for i, info in enumerate(getattr(self.venv, "reset_infos", []) or []):
+            self.record_randomization(info, (-1, self.offset + i))
 
-    def record_randomization(self, info: Mapping) -> None:
+    def record_randomization(self, info: Mapping, when: tuple[int, int]) -> None:
+        """Keep the scalar means of an episode's randomizer values, keyed by (rollout step, global copy)."""
         for name, value in (info.get("randomization") or {}).items():
             mean = scalar_mean(value)
             if mean is not None:
-                self.rand_values.setdefault(name, []).append(mean)
+                self.rand_values.setdefault(name, []).append((when, mean))
 
-    def pop_randomization(self) -> dict[str, list[float]]:
+    def pop_randomization(self) -> dict[str, list[tuple[tuple[int, int], float]]]:
         out, self.rand_values = self.rand_values, {}
         return out
 
     # ------------------------------------------------------------------ the rollout
     def collect(self, where: Callable[[int | None], str], noise: torch.Tensor | None = None) -> dict[str, list]:
-        """Fill the buffer with one rollout; returns the ended episodes' ``returns``, ``lengths`` and
-        ``successes`` and ``last_value`` (n,), V after the last step."""
+        """Fill the buffer with one rollout; returns the ended episodes' ``ends`` (rollout step, global copy),
+        ``returns``, ``lengths`` and ``successes`` (NaN where the env reports none) and ``last_value`` (n,), V
+        after the last step."""
         buf, model, venv, dev, gamma = self.buffer, self.model, self.venv, self.device, self.gamma
         same_keys = self.critic_keys == self.actor_keys
         obs, state, starts = self.obs, self.state, self.starts
         buf.initial_state = state
-        returns, lengths, successes = [], [], []
+        returns, lengths, successes, ends = [], [], [], []
         with torch.inference_mode():
             for t in range(buf.n_steps):
                 ra = flatten_obs(obs, self.actor_keys)
@@ -144,12 +152,13 @@ class Collector:
                         reward[cut] += gamma * self.terminal_values(infos, cut, state[1], where(t + 1))
                     reset_infos = getattr(venv, "reset_infos", None)
                     for i in ids:
+                        ends.append((t, self.offset + int(i)))
                         returns.append(float(self.ep_return[i]))
                         lengths.append(float(self.ep_length[i]))
-                        if "consecutive_successes" in infos[i]:
-                            successes.append(float(infos[i]["consecutive_successes"]))
+                        successes.append(float(infos[i]["consecutive_successes"])
+                                         if "consecutive_successes" in infos[i] else float("nan"))
                         self.record_randomization(infos[i] if "randomization" in infos[i]
-                                                  else (reset_infos[i] if reset_infos else {}))
+                                                  else (reset_infos[i] if reset_infos else {}), (t, self.offset + i))
                     self.ep_return[ids] = 0.0
                     self.ep_length[ids] = 0
                 buf.rewards[t] = torch.from_numpy(reward.astype(np.float32)).to(dev)
@@ -163,7 +172,7 @@ class Collector:
             keep = torch.from_numpy((~starts).astype(np.float32)).to(dev)
             last, _ = critic.step(xc, reset_state(state[1], keep))
             last_value = model.value(last)
-        return {"returns": returns, "lengths": lengths, "successes": successes, "last_value": last_value}
+        return {"ends": ends, "returns": returns, "lengths": lengths, "successes": successes, "last_value": last_value}
 
     # ------------------------------------------------------------------ non-finite
     def non_finite_observation(self, obs: Mapping[str, np.ndarray], where: str, what: str = "observation",

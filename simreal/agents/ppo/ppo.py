@@ -54,7 +54,7 @@ from torch import nn
 
 from simreal.agents.actions import ActionSpec
 from simreal.agents.ppo.buffer import RolloutBuffer, SegmentLayout, compute_gae
-from simreal.agents.ppo.collect import Collector, non_finite_observation
+from simreal.agents.ppo.collect import Collector, draw_noise, non_finite_observation, where_text
 from simreal.agents.ppo.policy import ActorCritic, PolicyConfig, PPOPolicy, key_sizes, network_config
 from simreal.registration import HAND_CUBE_ID
 from simreal.training.config import ConfigError, from_dict
@@ -95,6 +95,8 @@ class RunConfig:
     torch_threads: int = 1      # torch intra-op threads (small networks: 1 is fastest); 0 = torch's default
     tensorboard: bool = True
     init_from: str | None = None  # a PPO export (policy.pt, or the folder holding it) whose actor starts the run
+    workers: int = 0              # Ray rollout workers holding the env copies (agents/ppo/workers.py); 0: this process
+    ray_address: str | None = None  # with workers: a Ray cluster (auto, HOST:6379); None starts a local Ray
 
 
 @dataclasses.dataclass
@@ -167,7 +169,8 @@ class TrainConfig:
                                   ("ppo.critic_warmup", p.critic_warmup, 0),
                                   ("run.checkpoint_every", r.checkpoint_every, 1), ("run.steps", r.steps, 1),
                                   ("run.keep_checkpoints", r.keep_checkpoints, 0),
-                                  ("run.torch_threads", r.torch_threads, 0), ("eval.every", self.eval.every, 0),
+                                  ("run.torch_threads", r.torch_threads, 0), ("run.workers", r.workers, 0),
+                                  ("eval.every", self.eval.every, 0),
                                   ("eval.episodes", self.eval.episodes, 1), ("eval.max_steps", self.eval.max_steps, 1)):
             if value < low:
                 raise ConfigError(f"{where}: expected an integer >= {low}, got {value}")
@@ -258,7 +261,8 @@ class PPOTrainer:
         self._make_env = lambda n, randomization: make_training_env(
             e.id, n, seed=seed, randomization=randomization, randomization_in_state=e.randomization_in_state,
             action_repeat=e.action_repeat, env_kwargs=dict(e.kwargs), nthread=e.nthread)
-        self.venv = self._make_env(e.n_envs, e.randomization)
+        # with rollout workers the copies live in the workers; the learner's one copy gives spaces and exports
+        self.venv = self._make_env(1 if cfg.run.workers else e.n_envs, e.randomization)
         space = self.venv.observation_space
         self.actor_keys, self.critic_keys = split_keys(space, e.actor_keys, e.critic_keys)
         self.action_spec = ActionSpec.from_space(self.venv.action_space)
@@ -283,8 +287,12 @@ class PPOTrainer:
         self.env_steps = 0
         self.episodes = 0
         self._needs_reset = True
-        self.collector = Collector(self.venv, self.model, self.actor_keys, self.critic_keys, self.action_spec,
-                                   p.gamma, self.buffer, self.device, run)
+        self.rollouts = None
+        if cfg.run.workers:
+            self._start_workers(e, seed, run)
+        else:
+            self.collector = Collector(self.venv, self.model, self.actor_keys, self.critic_keys, self.action_spec,
+                                       p.gamma, self.buffer, self.device, run)
         self._last_value: torch.Tensor | None = None
         self.history: list[dict[str, float]] = []  # every update's logged scalars
         self.init_source: dict[str, Any] | None = None  # what run.init_from loaded (recorded in the export)
@@ -328,21 +336,49 @@ class PPOTrainer:
         return lr
 
     # -------------------------------------------------------------- collection
+    def _start_workers(self, e: EnvConfig, seed: int, run) -> None:
+        """The Ray rollout workers (`workers.RayRollouts`); ADR is refused with them (its stacks would be theirs)."""
+        from simreal.agents.ppo.workers import RayRollouts
+
+        if any(stack.adr is not None for stack in self.stacks):
+            raise ConfigError("run.workers: the randomization file has ADR, whose ranges live in the env's stacks; "
+                              "train ADR without rollout workers (run.workers=0)")
+        self.stacks = []
+        env = {"id": e.id, "randomization": e.randomization, "randomization_in_state": e.randomization_in_state,
+               "action_repeat": e.action_repeat, "kwargs": dict(e.kwargs), "nthread": e.nthread}
+        self.rollouts = RayRollouts(self.cfg.run.workers, self.cfg.run.ray_address, env, seed, e.n_envs, self.model,
+                                    (self.actor_keys, self.critic_keys), self.action_spec, self.cfg.ppo.gamma,
+                                    self.cfg.ppo.n_steps, run, max(1, self.cfg.run.torch_threads))
+        self._worker_randomization: dict[str, list] = {}
+
     def _start_segment(self) -> None:
         """Re-seed and reset every env, zero the recurrent states (after each checkpoint; see module docs)."""
-        self.collector.start_segment(segment_seed(self.cfg.run.seed, self.update_index, self.cfg.env.n_envs))
+        seed = segment_seed(self.cfg.run.seed, self.update_index, self.cfg.env.n_envs)
+        (self.rollouts or self.collector).start_segment(seed)
         self._needs_reset = False
 
     def collect(self) -> dict[str, float]:
-        """Fill the buffer with one rollout (`collect.Collector`); returns statistics of the episodes that ended."""
+        """Fill the buffer with one rollout (`collect.Collector`, here or in the rollout workers); returns
+        statistics of the episodes that ended."""
         if self._needs_reset:
             self._start_segment()
-        out = self.collector.collect(self._where)
+        if self.rollouts is None:
+            out = self.collector.collect(self._where)
+        else:
+            n = self.cfg.env.n_envs
+            noise = draw_noise(self.model.actor.head, self.cfg.ppo.n_steps, n)
+            out = self.rollouts.collect(self.model, self.buffer, (self.update_index, self.env_steps, n,
+                                                                  self.steps_per_update), noise)
+            for name, pairs in out["randomization"].items():
+                self._worker_randomization.setdefault(name, []).extend(pairs)
         self._last_value = out["last_value"]
         return self._episode_stats(out)
 
     def _episode_stats(self, out: Mapping[str, list]) -> dict[str, float]:
-        returns, lengths, successes = out["returns"], out["lengths"], out["successes"]
+        """Means over the ended episodes, in (rollout step, copy) order whichever process collected them."""
+        order = sorted(range(len(out["ends"])), key=lambda k: tuple(out["ends"][k]))
+        returns, lengths = [out["returns"][k] for k in order], [out["lengths"][k] for k in order]
+        successes = [out["successes"][k] for k in order if not math.isnan(out["successes"][k])]
         self.episodes += len(returns)
         stats: dict[str, float] = {}
         if returns:
@@ -354,8 +390,13 @@ class PPOTrainer:
         return stats
 
     def _randomization_values(self) -> dict[str, list[float]]:
-        """The randomizer values of the episodes begun since the last call (for ``rand/`` logs)."""
-        return self.collector.pop_randomization()
+        """The randomizer values of the episodes begun since the last call (for ``rand/`` logs), in
+        (rollout step, copy) order."""
+        if self.rollouts is None:
+            pending = self.collector.pop_randomization()
+        else:
+            pending, self._worker_randomization = self._worker_randomization, {}
+        return {name: [v for _, v in sorted(pairs, key=lambda p: tuple(p[0]))] for name, pairs in pending.items()}
 
     # ---------------------------------------------------------- non-finite
     @property
@@ -369,8 +410,7 @@ class PPOTrainer:
 
     def _where(self, t: int | None = None) -> str:
         """``PPO update U (env step S)``: at rollout step ``t`` of the coming update, or at its end."""
-        steps = self.env_steps + (self.steps_per_update if t is None else t * self.cfg.env.n_envs)
-        return f"PPO update {self.update_index + 1} (env step {steps})"
+        return where_text(self.update_index, self.env_steps, self.cfg.env.n_envs, t, self.steps_per_update)
 
     # ------------------------------------------------------------------ update
     def update(self, lr: float) -> dict[str, float]:
@@ -598,6 +638,8 @@ class PPOTrainer:
             raise RunDirError(f"checkpoint does not fit this config's networks ({first})") from None
         self.optimizer.load_state_dict(state["optimizer"])
         saved = state["randomization"]
+        if not saved and not any(stack.adr is not None for stack in self.stacks):
+            saved = [stack.state_dict() for stack in self.stacks]  # a run with rollout workers: nothing to restore
         if len(saved) != len(self.stacks):
             raise RunDirError(f"checkpoint has {len(saved)} randomization stacks, this env {len(self.stacks)}")
         for stack, s in zip(self.stacks, saved):
@@ -668,6 +710,8 @@ class PPOTrainer:
                            self.model.actor.state_dict(), extra)
 
     def close(self) -> None:
+        if self.rollouts is not None:
+            self.rollouts.close()
         self.venv.close()
         if self.eval_env is not None:
             self.eval_env.close()

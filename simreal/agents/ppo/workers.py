@@ -1,0 +1,141 @@
+"""PPO's rollout workers as Ray actors (``simreal train ppo --set run.workers=N``; ``run.ray_address`` for a
+cluster).
+
+Each worker holds a `simreal.training.envs.make_training_env` VecEnv of its slice of the copies (its own
+`mujoco.batch` thread pool and randomization streams; copy ``offset + i`` of the whole layout is its local
+copy ``i``, seeded as one process seeds it), a copy of the learner's actor-critic and a `Collector`. Every
+update the learner sends the current weights and the rollout's sampling noise (`collect.draw_noise`,
+drawn in one process's order) and gathers every worker's rollout into its buffer: the same numbers as
+the single-process trainer for the same seeds and copy layout (tests/agents/ppo/test_ppo_workers.py).
+
+Without Ray installed, ``run.workers > 0`` is a one-line error; ``run.workers = 0`` is the one-process
+path. ADR ranges live in the randomization stacks, which are the workers' here: a file with ADR is refused
+with workers for now. A worker that dies fails the update with its error; the run resumes from its last
+checkpoint (``--resume``), where every env restarts its segment anyway.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from simreal.agents.ppo.buffer import RolloutBuffer
+from simreal.agents.ppo.collect import Collector, where_text
+
+
+class RolloutWorker:
+    """One worker's envs, model copy and collector (made a Ray actor by `RayRollouts`)."""
+
+    def __init__(self, env: Mapping[str, Any], seed: int, offset: int, n: int, model, keys: tuple, action_spec,
+                 gamma: float, n_steps: int, run=None, threads: int = 1):
+        from simreal.training.envs import make_training_env
+
+        torch.set_num_threads(max(1, int(threads)))
+        self.venv = make_training_env(env["id"], n, seed=seed + offset, randomization=env["randomization"],
+                                      randomization_in_state=env["randomization_in_state"],
+                                      action_repeat=env["action_repeat"], env_kwargs=dict(env["kwargs"]),
+                                      nthread=env["nthread"])
+        self.model = model.cpu()
+        head = self.model.actor.head
+        buffer = RolloutBuffer(n_steps, n, self.model.actor.obs_size, self.model.critic.obs_size, head.action_shape,
+                               head.action_dtype, torch.device("cpu"))
+        self.collector = Collector(self.venv, self.model, keys[0], keys[1], action_spec, gamma, buffer,
+                                   torch.device("cpu"), run, offset)
+
+    def ready(self) -> bool:
+        return True
+
+    def start_segment(self, seed: int) -> bool:
+        self.collector.start_segment(seed)
+        return True
+
+    def collect(self, weights: Mapping[str, torch.Tensor], where: tuple, noise: torch.Tensor) -> dict[str, Any]:
+        self.model.load_state_dict(weights)
+        out = self.collector.collect(functools.partial(where_text, *where[:3], steps_per_update=where[3]), noise)
+        buf = self.collector.buffer
+        arrays = {k: getattr(buf, k) for k in ("actor_obs", "critic_obs", "actions", "log_probs", "values", "rewards",
+                                                "dones", "starts", "raw_actor", "raw_critic")}
+        return {**out, **arrays, "initial_state": buf.initial_state,
+                "randomization": self.collector.pop_randomization()}
+
+    def close(self) -> bool:
+        self.venv.close()
+        return True
+
+
+class RayRollouts:
+    """The learner's side: ``workers`` Ray actors over ``n_envs`` copies cut in contiguous slices."""
+
+    def __init__(self, workers: int, address: str | None, env: Mapping[str, Any], seed: int, n_envs: int, model,
+                 keys: tuple, action_spec, gamma: float, n_steps: int, run=None, threads: int = 1):
+        from simreal.training.config import ConfigError
+
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("run.workers: rollout workers need Ray: pip install 'simreal[ray]'") from None
+        if not 1 <= workers <= n_envs:
+            raise ConfigError(f"run.workers: expected 1 to env.n_envs={n_envs} workers, got {workers}")
+        self.ray = ray
+        self._owned = not ray.is_initialized()
+        if self._owned:
+            import os
+
+            ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
+                     log_to_driver=False, runtime_env={"env_vars": {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}})
+        cuts = np.array_split(np.arange(n_envs), workers)
+        self.slices = [(int(c[0]), int(c[-1]) + 1) for c in cuts]
+        actor = ray.remote(num_cpus=1)(RolloutWorker)
+        cpu_model = _cpu_copy(model)
+        self.actors = [actor.remote(dict(env), seed, a, b - a, cpu_model, keys, action_spec, gamma, n_steps, run,
+                                    threads) for a, b in self.slices]
+        self._get([w.ready.remote() for w in self.actors])  # built (a worker's construction error surfaces here)
+
+    def _get(self, refs):
+        try:
+            return self.ray.get(refs)
+        except self.ray.exceptions.RayTaskError as exc:  # the worker's own one-line error, not Ray's wrapper
+            cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+            raise cause from None
+
+    def start_segment(self, seed: int) -> None:
+        self._get([w.start_segment.remote(seed) for w in self.actors])
+
+    def collect(self, model, buffer: RolloutBuffer, where: tuple, noise: torch.Tensor) -> dict[str, Any]:
+        """One rollout of every worker into ``buffer`` (their slices side by side); the merged statistics."""
+        weights = self.ray.put({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        refs = [w.collect.remote(weights, where, noise[:, a:b]) for w, (a, b) in zip(self.actors, self.slices)]
+        parts = self._get(refs)
+        dev = buffer.device
+        for (a, b), part in zip(self.slices, parts):
+            for key in ("actor_obs", "critic_obs", "actions", "log_probs", "values", "rewards", "dones"):
+                getattr(buffer, key)[:, a:b] = part[key].to(dev)
+            for key in ("starts", "raw_actor", "raw_critic"):
+                getattr(buffer, key)[:, a:b] = part[key]
+        states = [p["initial_state"] for p in parts]
+        buffer.initial_state = tuple(tuple(torch.cat([s[i][j] for s in states], dim=1).to(dev)
+                                           for j in range(len(states[0][i]))) for i in range(2))
+        merged: dict[str, Any] = {"ends": [], "returns": [], "lengths": [], "successes": [], "randomization": {}}
+        for part in parts:
+            for key in ("ends", "returns", "lengths", "successes"):
+                merged[key] += part[key]
+            for name, values in part["randomization"].items():
+                merged["randomization"].setdefault(name, []).extend(values)
+        merged["last_value"] = torch.cat([p["last_value"] for p in parts]).to(dev)
+        return merged
+
+    def close(self) -> None:
+        try:
+            self._get([w.close.remote() for w in self.actors])
+        finally:
+            if self._owned and self.ray.is_initialized():
+                self.ray.shutdown()
+
+
+def _cpu_copy(model):
+    import copy
+
+    return copy.deepcopy(model).cpu()
