@@ -53,13 +53,16 @@ class RolloutWorker:
         return True
 
     def collect(self, weights: Mapping[str, torch.Tensor], where: tuple, noise: torch.Tensor) -> dict[str, Any]:
+        import time
+
+        started = time.perf_counter()
         self.model.load_state_dict(weights)
         out = self.collector.collect(functools.partial(where_text, *where[:3], steps_per_update=where[3]), noise)
         buf = self.collector.buffer
         arrays = {k: getattr(buf, k) for k in ("actor_obs", "critic_obs", "actions", "log_probs", "values", "rewards",
                                                 "dones", "starts", "raw_actor", "raw_critic")}
         return {**out, **arrays, "initial_state": buf.initial_state,
-                "randomization": self.collector.pop_randomization()}
+                "randomization": self.collector.pop_randomization(), "seconds": time.perf_counter() - started}
 
     def close(self) -> bool:
         self.venv.close()
@@ -125,6 +128,7 @@ class RayRollouts:
             for name, values in part["randomization"].items():
                 merged["randomization"].setdefault(name, []).extend(values)
         merged["last_value"] = torch.cat([p["last_value"] for p in parts]).to(dev)
+        self.worker_seconds = [float(p["seconds"]) for p in parts]  # each worker's own collection time
         return merged
 
     def close(self) -> None:
