@@ -91,11 +91,13 @@ class RayRollouts:
                      log_to_driver=False, runtime_env={"env_vars": {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}})
         cuts = np.array_split(np.arange(n_envs), workers)
         self.slices = [(int(c[0]), int(c[-1]) + 1) for c in cuts]
-        actor = ray.remote(num_cpus=1)(RolloutWorker)
-        cpu_model = _cpu_copy(model)
-        self.actors = [actor.remote(dict(env), seed, a, b - a, cpu_model, keys, action_spec, gamma, n_steps, run,
-                                    threads) for a, b in self.slices]
+        self._actor = ray.remote(num_cpus=1)(RolloutWorker)
+        self._spawn = lambda a, b: self._actor.remote(dict(env), seed, a, b - a, _cpu_copy(model), keys, action_spec,
+                                                      gamma, n_steps, run, threads)
+        self.actors = [self._spawn(a, b) for a, b in self.slices]
         self._get([w.ready.remote() for w in self.actors])  # built (a worker's construction error surfaces here)
+        self.segment_seed: int | None = None
+        self.replaced = 0  # workers lost and replaced so far
 
     def _get(self, refs):
         try:
@@ -105,13 +107,37 @@ class RayRollouts:
             raise cause from None
 
     def start_segment(self, seed: int) -> None:
+        self.segment_seed = int(seed)
         self._get([w.start_segment.remote(seed) for w in self.actors])
 
+    def _replace_dead(self) -> int:
+        """Replace every worker that no longer answers; all workers restart the segment (the episodes that
+        were running are discarded, none is half-kept). Returns how many were replaced."""
+        dead = []
+        for k, worker in enumerate(self.actors):
+            try:
+                self.ray.get(worker.ready.remote(), timeout=30)
+            except (self.ray.exceptions.RayActorError, self.ray.exceptions.GetTimeoutError):
+                dead.append(k)
+        for k in dead:
+            self.actors[k] = self._spawn(*self.slices[k])
+        self.replaced += len(dead)
+        if dead and self.segment_seed is not None:
+            self.start_segment(self.segment_seed)
+        return len(dead)
+
     def collect(self, model, buffer: RolloutBuffer, where: tuple, noise: torch.Tensor) -> dict[str, Any]:
-        """One rollout of every worker into ``buffer`` (their slices side by side); the merged statistics."""
+        """One rollout of every worker into ``buffer`` (their slices side by side); the merged statistics. A
+        worker lost on the way (its node or process died) is replaced and the rollout collected again, once."""
         weights = self.ray.put({k: v.detach().cpu() for k, v in model.state_dict().items()})
-        refs = [w.collect.remote(weights, where, noise[:, a:b]) for w, (a, b) in zip(self.actors, self.slices)]
-        parts = self._get(refs)
+        try:
+            parts = self._get([w.collect.remote(weights, where, noise[:, a:b])
+                               for w, (a, b) in zip(self.actors, self.slices)])
+        except self.ray.exceptions.RayActorError:
+            if not self._replace_dead():
+                raise
+            parts = self._get([w.collect.remote(weights, where, noise[:, a:b])
+                               for w, (a, b) in zip(self.actors, self.slices)])
         dev = buffer.device
         for (a, b), part in zip(self.slices, parts):
             for key in ("actor_obs", "critic_obs", "actions", "log_probs", "values", "rewards", "dones"):

@@ -74,3 +74,16 @@ def test_the_cli_trains_with_workers_and_resumes_without_them(tmp_path):
     assert main([*args, "--steps", "128", "--workers", "2", "--set", "eval.every=0"]) == 0
     assert main(["train", "ppo", "--run-dir", str(run), "--resume", "--steps", "256", "--quiet"]) == 0
     assert len(list((run / "checkpoints").glob("step_*.pt"))) >= 2
+
+
+def test_a_killed_worker_is_replaced_and_training_goes_on(tmp_path):
+    trainer = PPOTrainer(resolve_ppo_config(["tiny"], RUN + ["run.workers=2", "run.steps=192"]), RunDir(tmp_path / "r"))
+    try:
+        trainer.collect()
+        trainer.update(trainer.learning_rate(0))
+        ray.kill(trainer.rollouts.actors[1])
+        stats = trainer.collect()  # the lost worker's slice is rebuilt, every copy restarts its segment
+        assert trainer.rollouts.replaced == 1 and np.all(trainer.buffer.starts[0])
+        assert np.isfinite(trainer.update(trainer.learning_rate(1))["train/value_loss"]) and isinstance(stats, dict)
+    finally:
+        trainer.close()
