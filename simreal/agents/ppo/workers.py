@@ -10,8 +10,10 @@ the single-process trainer for the same seeds and copy layout (tests/agents/ppo/
 
 Without Ray installed, ``run.workers > 0`` is a one-line error; ``run.workers = 0`` is the one-process
 path. ADR ranges live in the randomization stacks, which are the workers' here: a file with ADR is refused
-with workers for now. A worker that dies fails the update with its error; the run resumes from its last
-checkpoint (``--resume``), where every env restarts its segment anyway.
+with workers for now. A worker that dies (its process or node) is replaced and every copy restarts its
+segment: the episodes running then are discarded, never half-kept, and the rollout is collected again. A
+worker's own error (a non-finite observation, a diverged simulation) stops the run with that error's one
+line, as in one process; ``--resume`` continues from the last checkpoint.
 """
 
 from __future__ import annotations
