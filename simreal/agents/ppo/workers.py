@@ -163,6 +163,8 @@ class RayRollouts:
         try:
             self._get([w.close.remote() for w in self.actors])
         finally:
+            for worker in self.actors:  # free their CPUs now, not when the handles are collected
+                self.ray.kill(worker)
             if self._owned and self.ray.is_initialized():
                 self.ray.shutdown()
 
