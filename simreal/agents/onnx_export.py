@@ -1,9 +1,9 @@
-"""Exported PPO-family policies (``ppo``, ``i2a``) as ONNX graphs, for robot computers without PyTorch.
+"""Exported policies (``ppo``, ``i2a``, ``mbpo``) as ONNX graphs, for robot computers without PyTorch.
 
-The graph is the deployed policy, whole: the actor's observation normalizer, its core (one LSTM step
-with the recurrent state as explicit inputs and outputs; I2A's imagination included), the action
-head's mode (deterministic actions) and the mapping to the env's action units (Box bounds, Discrete
-start)::
+The graph is the deployed policy, whole. For the PPO family: the actor's observation normalizer, its core
+(one LSTM step with the recurrent state as explicit inputs and outputs; I2A's imagination included), the
+action head's mode (deterministic actions); for MBPO the SAC actor's ``tanh(mean)``. Then the mapping to
+the env's action units (Box bounds, Discrete start)::
 
     inputs   obs  (batch, obs_size) float32: the actor keys' values concatenated in ``keys`` order
              h, c (batch, lstm) float32: the LSTM state (zeros at an episode's start; recurrent actors only)
@@ -27,11 +27,45 @@ import numpy as np
 import torch
 from torch import nn
 
-SUPPORTED = ("ppo", "i2a")
+SUPPORTED = ("ppo", "i2a", "mbpo")
 
 
 class OnnxExportError(ValueError):
     """An export that cannot become an ONNX graph (one line)."""
+
+
+class ToEnv(nn.Module):
+    """`simreal.agents.actions.ActionSpec.to_env` in torch (index encoding)."""
+
+    def __init__(self, spec):
+        super().__init__()
+        self.discrete, self.scalar = spec.discrete, spec.scalar
+        self.shape, self.start = tuple(spec.shape), int(spec.start)
+        if not spec.discrete:
+            self.register_buffer("low", torch.tensor(spec.low, dtype=torch.float32))
+            self.register_buffer("high", torch.tensor(spec.high, dtype=torch.float32))
+
+    def forward(self, action: torch.Tensor) -> torch.Tensor:
+        if not self.discrete:
+            unit = action.clamp(-1.0, 1.0)
+            return (self.low + (unit + 1.0) * 0.5 * (self.high - self.low)).reshape(-1, *self.shape)
+        if self.scalar:
+            return action[:, 0] + self.start
+        return action.reshape(-1, *self.shape)
+
+
+class DeployedTanhActor(nn.Module):
+    """An MBPO export's SAC actor: ``tanh(mean(obs))`` in env units (no state)."""
+
+    recurrent = False
+
+    def __init__(self, policy):
+        super().__init__()
+        self.actor, self.to_env = policy.actor, ToEnv(policy.actions)
+
+    def forward(self, obs: torch.Tensor):
+        mean, _ = self.actor(obs)
+        return self.to_env(torch.tanh(mean))
 
 
 class DeployedActor(nn.Module):
@@ -39,22 +73,8 @@ class DeployedActor(nn.Module):
 
     def __init__(self, policy):
         super().__init__()
-        self.actor, spec = policy.actor, policy.action_spec
+        self.actor, self.to_env = policy.actor, ToEnv(policy.action_spec)
         self.recurrent = bool(self.actor.core.recurrent)
-        self.discrete, self.scalar, self.shape = spec.discrete, spec.scalar, tuple(spec.shape)
-        self.start = int(spec.start)
-        if not spec.discrete:
-            self.register_buffer("low", torch.tensor(spec.low, dtype=torch.float32))
-            self.register_buffer("high", torch.tensor(spec.high, dtype=torch.float32))
-
-    def to_env(self, action: torch.Tensor) -> torch.Tensor:
-        """`ActionSpec.to_env` in torch."""
-        if not self.discrete:
-            unit = action.clamp(-1.0, 1.0)
-            return (self.low + (unit + 1.0) * 0.5 * (self.high - self.low)).reshape(-1, *self.shape)
-        if self.scalar:
-            return action[:, 0] + self.start
-        return action.reshape(-1, *self.shape)
 
     def forward(self, obs: torch.Tensor, h: torch.Tensor | None = None, c: torch.Tensor | None = None):
         x = self.actor.normalizer(obs)
@@ -66,21 +86,38 @@ class DeployedActor(nn.Module):
         return action, state[0][0], state[1][0]
 
 
+def deployable(policy, agent: str) -> tuple[nn.Module, list[str], int]:
+    """The traceable module of an agent's policy, the observation keys it reads in order, its state size."""
+    if agent == "mbpo":
+        return DeployedTanhActor(policy).eval(), list(policy.keys), 0
+    core = policy.actor.core
+    return DeployedActor(policy).eval(), list(policy.actor_keys), int(core.hidden) if core.recurrent else 0
+
+
 def describe(policy, data: dict, source: pathlib.Path) -> dict[str, Any]:
     """The robot side's contract of the graph (the ``.onnx.json`` next to it)."""
     from simreal.utils.provenance import file_sha256
     from simreal.utils.spaces import space_to_data
 
     space = policy.observation_space
-    keys = [{"key": k, "size": int(np.prod(space[k].shape)), "shape": list(space[k].shape)} for k in policy.actor_keys]
-    core = policy.actor.core
+    _, names, state = deployable(policy, data["agent"])
+    keys = [{"key": k, "size": int(np.prod(space[k].shape)), "shape": list(space[k].shape)} for k in names]
     return {"format": "simreal-onnx-policy/1", "agent": data["agent"], "source": str(source),
             "source_sha256": file_sha256(source), "obs_keys": keys, "obs_size": int(sum(k["size"] for k in keys)),
-            "state_size": int(core.hidden) if core.recurrent else 0,
-            "inputs": ["obs", "h", "c"] if core.recurrent else ["obs"],
-            "outputs": ["action", "h_next", "c_next"] if core.recurrent else ["action"],
+            "state_size": state,
+            "inputs": ["obs", "h", "c"] if state else ["obs"],
+            "outputs": ["action", "h_next", "c_next"] if state else ["action"],
             "action_space": space_to_data(policy.action_space), "deterministic": True,
-            "env": {k: data.get("extra", {}).get(k) for k in ("env_id", "env_kwargs", "action_repeat")}}
+            "env": _env_of(data)}
+
+
+def _env_of(data: dict) -> dict[str, Any]:
+    """The env an export was trained on: its ``extra`` (PPO) or its config's ``env`` section (the others)."""
+    extra = data.get("extra") or {}
+    if extra.get("env_id"):
+        return {k: extra.get(k) for k in ("env_id", "env_kwargs", "action_repeat")}
+    env = (data.get("config") or {}).get("env") or {}
+    return {"env_id": env.get("id"), "env_kwargs": env.get("kwargs"), "action_repeat": env.get("action_repeat")}
 
 
 def export_onnx(export: str | pathlib.Path, out: str | pathlib.Path | None = None) -> tuple[pathlib.Path, dict]:
@@ -98,11 +135,11 @@ def export_onnx(export: str | pathlib.Path, out: str | pathlib.Path | None = Non
     data = load_export(source)
     if data.get("agent") not in SUPPORTED:
         raise OnnxExportError(f"{source}: a {data.get('agent')!r} policy; ONNX export covers {', '.join(SUPPORTED)} "
-                              "(the PPO-family actors) so far")
+                              "(the feed-forward and recurrent actors) so far")
     policy = load_policy(source)
     meta = describe(policy, data, source)
     out = pathlib.Path(out) if out is not None else source.with_suffix(".onnx")
-    module = DeployedActor(policy).eval()
+    module, _, _ = deployable(policy, data["agent"])
     batch = torch.export.Dim("batch", min=1, max=4096)
     obs = torch.zeros(2, meta["obs_size"])
     args: tuple = (obs,)
@@ -137,15 +174,15 @@ def parity(onnx_path: str | pathlib.Path, policy, observations: Sequence[dict[st
     from simreal.agents.ppo.policy import flatten_obs
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    recurrent = len(session.get_inputs()) == 3
+    meta = json.loads(pathlib.Path(str(onnx_path) + ".json").read_text())
+    recurrent, keys = bool(meta["state_size"]), [k["key"] for k in meta["obs_keys"]]
     n = len(next(iter(observations[0].values())))
     state_t = policy.initial_state(n)
-    size = policy.actor.core.hidden
-    h = c = np.zeros((n, size), np.float32)
+    h = c = np.zeros((n, meta["state_size"]), np.float32)
     worst_action = worst_state = 0.0
     for obs in observations:
         action_t, state_t = policy.act(obs, state_t)
-        feed = {"obs": flatten_obs(obs, policy.actor_keys)}
+        feed = {"obs": flatten_obs(obs, keys)}
         if recurrent:
             feed.update(h=h, c=c)
         out = session.run(None, feed)

@@ -13,8 +13,8 @@ DESCRIPTION = (
     "Next to FILE.onnx goes FILE.onnx.json: the observation keys in order with their sizes, the state size, the "
     "action space. The graph is then run under onnxruntime next to the PyTorch policy on --check-steps "
     "observations of the policy's own env, and the largest differences of actions and states are printed "
-    "(exit status 2 above --tolerance). PPO-family policies (ppo, i2a) are covered. examples/onnx_on_the_robot.py "
-    "runs the graph against a rig bridge with onnxruntime, zmq and numpy only.")
+    "(exit status 2 above --tolerance). PPO-family policies (ppo, i2a) and MBPO's SAC actor are covered. "
+    "examples/onnx_on_the_robot.py runs the graph against a rig bridge with onnxruntime, zmq and numpy only.")
 EPILOG = ("examples:\n"
           "  simreal export runs/ppo-cartpole --onnx\n"
           "  simreal export assets/policies/ppo_dr --onnx --out deploy/hand.onnx --check-steps 500")

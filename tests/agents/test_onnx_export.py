@@ -60,6 +60,18 @@ def test_feed_forward_and_discrete_i2a_policies_match_too(tmp_path):
         assert check["max_abs_action_diff"] == 0.0 and check["max_abs_state_diff"] < 1e-5  # integer actions
 
 
+def test_an_mbpo_actor_exports_without_state_and_matches_pytorch(tmp_path, capsys):
+    run = tmp_path / "mbpo"
+    assert main(["train", "mbpo", "--preset", "tiny", "--env", "Pendulum-v1", "--set", "env.action_repeat=1",
+                 "--steps", "200", "--run-dir", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["export", str(run), "--onnx", "--check-steps", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "inputs obs (obs 3 = observation), outputs action" in out and "max |action diff|" in out
+    meta = json.loads((run / "policy.onnx.json").read_text())
+    assert meta["agent"] == "mbpo" and meta["state_size"] == 0 and meta["env"]["env_id"] == "Pendulum-v1"
+
+
 def test_other_agents_and_missing_exports_are_one_line_errors(tmp_path, capsys):
     run = tmp_path / "pets"
     assert main(["train", "pets", "--preset", "tiny", "--env", "Pendulum-v1", "--set", "env.action_repeat=1",
@@ -67,7 +79,7 @@ def test_other_agents_and_missing_exports_are_one_line_errors(tmp_path, capsys):
     capsys.readouterr()
     assert main(["export", str(run), "--onnx"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "a 'pets' policy; ONNX export covers ppo, i2a" in err[0]
+    assert len(err) == 1 and "a 'pets' policy; ONNX export covers ppo, i2a, mbpo" in err[0]
     assert main(["export", str(tmp_path / "nothing"), "--onnx"]) == 2
     assert "no such export" in capsys.readouterr().err
 
