@@ -201,6 +201,13 @@ def _load_policy(args: argparse.Namespace, rig):
         return zero_policy(rig)
     if args.policy == "random":
         return random_policy(rig, args.seed)
+    if args.policy == "excite":
+        from simreal.rigs.rollout import ExcitationPolicy
+
+        try:
+            return ExcitationPolicy(rig, args.seed, args.excite_amplitude)
+        except ValueError as exc:
+            raise _cli_error(exc) from None
     if args.policy == "hold":
         from simreal.rigs.base import RigError
         from simreal.rigs.rollout import FunctionPolicy
@@ -386,7 +393,8 @@ def register(sub) -> None:
             "commands, the raw policy outputs, rewards, infos, safety flags, ground-truth state of simulated "
             "rigs) into a Minari dataset folder, flushed episode by episode. --policy is a training run "
             "directory (its policy.pt and env settings are used), an exported policy file, or a scripted "
-            "policy: zero, random, hold (the hand's pose-holding policy)."),
+            "policy: zero, random, hold (the hand's pose-holding policy), excite (a bounded multisine per "
+            "action, rigs.rollout.ExcitationPolicy: the data `simreal calibrate` identifies parameters from)."),
         epilog="examples:\n"
                "  simreal rig record sim:cartpole_heavy_pole --policy runs/ppo-cartpole --episodes 10 --out logs/heavy\n"
                "  simreal rig record sim:hand_laggy --policy hold --episodes 3 --max-steps 100 --out logs/hand-hold\n"
@@ -394,7 +402,10 @@ def register(sub) -> None:
                "--token-file ~/.config/simreal/rig_token")
     rec.add_argument("rig", metavar="RIG", help=RIG_HELP)
     rec.add_argument("--policy", required=True,
-                     help="a run directory, a policy export (.pt), or zero | random | hold")
+                     help="a run directory, a policy export (.pt), or zero | random | hold | excite (a bounded "
+                          "multisine on every action, for `simreal calibrate`)")
+    rec.add_argument("--excite-amplitude", type=float, default=0.5, metavar="A",
+                     help="with --policy excite: the fraction of each action's half range it sweeps (default 0.5)")
     rec.add_argument("--episodes", type=int, default=5, help="number of episodes (default 5)")
     rec.add_argument("--out", help="dataset folder to write (Minari layout)")
     rec.add_argument("--minari-dataset-id", metavar="ID", default=None,

@@ -172,3 +172,44 @@ def random_policy(rig: Rig, seed: int = 0) -> FunctionPolicy:
         return rng.uniform(low, high, size=(n, low.size)).reshape(n, *space.shape).astype(space.dtype)
 
     return FunctionPolicy(act, rig.observation_space, space)
+
+
+class ExcitationPolicy:
+    """A scripted, bounded excitation for system identification (``rig record --policy excite``): on each
+    action dimension a multisine, the sum of sines with periods ``periods`` control steps and seeded phases,
+    divided by their count so it stays in [-1, 1], scaled to ``amplitude`` x half the action range around its
+    middle (a MultiDiscrete space: the nearest bin). Its state is each copy's step in the episode, so every
+    episode plays the same sequence from its start. Slow periods move the masses, fast ones the delays and
+    damping; the rig's safety layer still applies its own rate limits on top."""
+
+    def __init__(self, rig: Rig, seed: int = 0, amplitude: float = 0.5, periods: tuple[int, ...] = (4, 9, 17, 33, 65)):
+        import math
+
+        if not (isinstance(amplitude, (int, float)) and math.isfinite(amplitude) and 0.0 < amplitude <= 1.0):
+            raise ValueError(f"excitation amplitude: expected a number in (0, 1], got {amplitude!r}")
+        self.observation_space, self.action_space = rig.observation_space, rig.action_space
+        low, high = action_bounds(self.action_space)
+        self.low, self.high = np.asarray(low, np.float64).ravel(), np.asarray(high, np.float64).ravel()
+        self.amplitude, self.periods = float(amplitude), np.asarray(periods, np.float64)
+        self.phases = make_rng(seed, "rig_excitation").uniform(0.0, 2.0 * np.pi, (self.low.size, len(periods)))
+
+    def initial_state(self, batch_size: int) -> np.ndarray:
+        return np.zeros(batch_size, np.int64)
+
+    def reset_state(self, state: np.ndarray, done: np.ndarray) -> np.ndarray:
+        return np.where(np.asarray(done, bool), 0, state)
+
+    def unit(self, steps: np.ndarray) -> np.ndarray:
+        """(n, dims) in [-1, 1]: the multisine at each copy's step."""
+        angle = 2.0 * np.pi * steps[:, None, None] / self.periods[None, None, :] + self.phases[None]
+        return np.sin(angle).sum(-1) / len(self.periods)
+
+    def act(self, obs: dict[str, np.ndarray], state: np.ndarray, deterministic: bool = True):
+        n = len(next(iter(obs.values())))
+        steps = np.zeros(n, np.int64) if state is None or len(state) != n else np.asarray(state)
+        mid, half = (self.low + self.high) / 2.0, (self.high - self.low) / 2.0
+        value = np.clip(mid + self.amplitude * half * self.unit(steps), self.low, self.high)
+        space = self.action_space
+        if isinstance(space, gym.spaces.MultiDiscrete):
+            value = np.rint(value)
+        return value.reshape(n, *space.shape).astype(space.dtype), steps + 1

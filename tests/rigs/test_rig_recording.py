@@ -194,3 +194,28 @@ def test_minari_recovers_the_env_and_finds_a_dataset_recorded_under_its_id(tmp_p
     rig.close()
     meta = json.loads((tmp_path / "repeat" / "data" / "metadata.json").read_text())
     assert "env_spec" not in meta and "action repeat" in meta["simreal"]["env_spec"]
+
+
+def test_the_excitation_policy_is_bounded_repeats_per_episode_and_records_from_the_cli(tmp_path, capsys):
+    from simreal.cli import main
+    from simreal.rigs.rollout import ExcitationPolicy
+
+    rig = SimulatedRig("cartpole_nominal")
+    policy = ExcitationPolicy(rig, seed=3, amplitude=0.8)
+    state, actions = policy.initial_state(2), []
+    obs = {k: np.zeros((2, *s.shape), s.dtype) for k, s in rig.observation_space.spaces.items()}
+    for _ in range(70):
+        action, state = policy.act(obs, state)
+        actions.append(action)
+    actions = np.stack(actions)
+    assert np.all(np.abs(actions) <= 0.8 + 1e-6) and actions.std() > 0.1  # cart-pole's bounds are [-1, 1]
+    np.testing.assert_array_equal(actions[:, 0], actions[:, 1])
+    state = policy.reset_state(state, np.array([True, False]))
+    first, _ = policy.act(obs, state)
+    assert first[0] == actions[0, 0] and first[1] != actions[0, 1]
+    with pytest.raises(ValueError, match="amplitude"):
+        ExcitationPolicy(rig, amplitude=2.0)
+    rig.close()
+    assert main(["rig", "record", "sim:cartpole_nominal", "--policy", "excite", "--episodes", "1", "--max-steps",
+                 "6", "--out", str(tmp_path / "excite"), "--quiet"]) == 0
+    assert DatasetReader(tmp_path / "excite")[0].steps == 6
