@@ -96,6 +96,9 @@ def test_the_robot_side_example_drives_a_served_rig_with_onnxruntime_only(cartpo
     finally:
         sys.path.pop(0)
     rig = SimulatedRig("cartpole_laggy", env_id=CARTPOLE, action_repeat=2)
-    with RigServer(rig, "robot-token-0123456789", port=0).start() as server:
-        total = robot.run(str(path), f"tcp://127.0.0.1:{server.port}", "robot-token-0123456789", max_steps=25)
+    try:
+        with RigServer(rig, "robot-token-0123456789", port=0).start() as server:
+            total = robot.run(str(path), f"tcp://127.0.0.1:{server.port}", "robot-token-0123456789", max_steps=25)
+    finally:
+        rig.close()  # its render context is freed here, not by the garbage collector on another thread
     assert np.isfinite(total) and total > 0  # cart-pole balance pays every step the pole is up
