@@ -102,16 +102,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--nthread", type=int, default=1, help="physics threads per env (default 1)")
     parser.add_argument("--save", action="store_true", help="write benchmarks/results/ray_scaling_<date>.json")
     args = parser.parse_args(argv)
-    import ray
+    from simreal.utils.ray_session import join_ray, leave_ray
 
     single = measure(0, args)
     threaded = measure(0, args, nthread=max(2, args.max_workers))  # one process on every core (its thread pool)
-    ray.init(num_cpus=max(2, args.max_workers), include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}})
+    ray, started = join_ray(num_cpus=max(2, args.max_workers))
     try:
         remote = [measure(k, args) for k in range(1, args.max_workers + 1)]
     finally:
-        ray.shutdown()
+        leave_ray(ray, started)
     result = {"benchmark": "ray_scaling", "machine": machine(),
               "settings": {**vars(args), "networks": "PPO tiny preset (16 units)",
                            "local_ray_cpus": max(2, args.max_workers)},

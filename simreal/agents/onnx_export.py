@@ -94,13 +94,13 @@ def deployable(policy, agent: str) -> tuple[nn.Module, list[str], int]:
     return DeployedActor(policy).eval(), list(policy.actor_keys), int(core.hidden) if core.recurrent else 0
 
 
-def describe(policy, data: dict, source: pathlib.Path) -> dict[str, Any]:
-    """The robot side's contract of the graph (the ``.onnx.json`` next to it)."""
+def describe(policy, data: dict, source: pathlib.Path, names: list[str], state: int) -> dict[str, Any]:
+    """The robot side's contract of the graph (the ``.onnx.json`` next to it): observation keys ``names`` in
+    order, ``state`` LSTM units (0: none)."""
     from simreal.utils.provenance import file_sha256
     from simreal.utils.spaces import space_to_data
 
     space = policy.observation_space
-    _, names, state = deployable(policy, data["agent"])
     keys = [{"key": k, "size": int(np.prod(space[k].shape)), "shape": list(space[k].shape)} for k in names]
     return {"format": "simreal-onnx-policy/1", "agent": data["agent"], "source": str(source),
             "source_sha256": file_sha256(source), "obs_keys": keys, "obs_size": int(sum(k["size"] for k in keys)),
@@ -137,9 +137,9 @@ def export_onnx(export: str | pathlib.Path, out: str | pathlib.Path | None = Non
         raise OnnxExportError(f"{source}: a {data.get('agent')!r} policy; ONNX export covers {', '.join(SUPPORTED)} "
                               "(the feed-forward and recurrent actors) so far")
     policy = load_policy(source)
-    meta = describe(policy, data, source)
+    module, names, state = deployable(policy, data["agent"])
+    meta = describe(policy, data, source, names, state)
     out = pathlib.Path(out) if out is not None else source.with_suffix(".onnx")
-    module, _, _ = deployable(policy, data["agent"])
     batch = torch.export.Dim("batch", min=1, max=4096)
     obs = torch.zeros(2, meta["obs_size"])
     args: tuple = (obs,)

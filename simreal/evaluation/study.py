@@ -43,7 +43,6 @@ import dataclasses
 import json
 import math
 import multiprocessing
-import os
 import pathlib
 import shutil
 import time
@@ -494,24 +493,22 @@ class RayExecutor(concurrent.futures.Executor):
     """
 
     def __init__(self, address: str | None, jobs: int = 1, cpus: float = 1.0):
+        from simreal.utils.ray_session import join_ray
+
         try:
-            import ray
+            self._ray, self._started = join_ray(address, int(jobs))
         except ImportError:
             raise StudyError("--ray-address needs Ray: pip install 'simreal[ray]'") from None
-        self._ray, self.cpus = ray, float(cpus)
-        self._owned = not ray.is_initialized()
-        if self._owned:
-            env = {"env_vars": {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}}
-            ray.init(address=address, num_cpus=None if address else int(jobs), include_dashboard=False,
-                     log_to_driver=False, runtime_env=env)
+        self.cpus = float(cpus)
 
     def submit(self, fn, /, *args, **kwargs) -> concurrent.futures.Future:
         task = self._ray.remote(num_cpus=self.cpus, max_retries=1)(fn)  # a lost worker's task runs once more
         return task.remote(*args, **kwargs).future()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        if self._owned and self._ray.is_initialized():
-            self._ray.shutdown()
+        from simreal.utils.ray_session import leave_ray
+
+        leave_ray(self._ray, self._started)
 
 
 def _pool(jobs: int, ray_address: str | None = None):

@@ -102,6 +102,7 @@ class I2ATrainer(PPOTrainer):
             raise ConfigError("run.workers: I2A pretrains its model on the learner's envs; rollout workers are PPO's "
                               "only so far (run.workers=0)")
         self.model_rng = torch.Generator().manual_seed(0)
+        self._resumed: Mapping[str, Any] | None = None  # a resumed checkpoint's I2A part (`load_state_dict`)
         super().__init__(config, run, progress)
         actor: I2AActor = self.model.actor
         c = self.cfg.i2a
@@ -109,8 +110,8 @@ class I2ATrainer(PPOTrainer):
         self.model_optimizer = torch.optim.Adam(actor.model.parameters(), lr=c.model_lr)
         self.replay = Replay(c.replay, actor.obs_size, model_action_size(actor.head))
         self.pretrained = False
-        if run is not None and run.resume:
-            self._load_i2a(run.load_latest_good_checkpoint()[0])
+        if self._resumed is not None:
+            self._load_i2a(self._resumed)
 
     # ---------------------------------------------------------------- networks
     def build_model(self, space) -> ActorCritic:
@@ -140,24 +141,15 @@ class I2ATrainer(PPOTrainer):
     # ---------------------------------------------------------------- the model
     def fit_model(self, updates: int) -> dict[str, float]:
         """``updates`` minibatches of the environment model on the replay (statistics of the whole replay)."""
-        model = self.model.actor.model
+        from simreal.agents.model_based import fit_ensemble
+        from simreal.training.logger import MetricAverager
+
         if updates == 0 or self.replay.size == 0:
             return {}
-        inputs, targets = self.replay.all()
-        model.set_statistics(inputs.to(self.device), targets.to(self.device))
-        sums: dict[str, float] = {}
-        for _ in range(updates):
-            s, a, y = (t.to(self.device) for t in self.replay.sample(1, self.cfg.i2a.model_batch, self.model_rng))
-            loss, stats = model.loss(s, a, y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{self._where()}: the I2A environment model's loss is {float(loss)}; "
-                                         "the last checkpoint is kept")
-            self.model_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.model_optimizer.step()
-            for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + v / updates
-        return {f"i2a/{k.split('/', 1)[1]}": v for k, v in sums.items()}
+        averager = MetricAverager()
+        fit_ensemble(self.model.actor.model, self.model_optimizer, self.replay, updates, self.cfg.i2a.model_batch,
+                     self.model_rng, self.device, averager, "i2a", self.env_steps)
+        return {f"i2a/{k.split('/', 1)[1]}": v for k, v in averager.pop().items()}
 
     def pretrain(self) -> dict[str, float]:
         """Uniform random actions for ``i2a.pretrain_steps`` env steps into the replay, then the model's
@@ -224,12 +216,16 @@ class I2ATrainer(PPOTrainer):
                                                 "replay": self.replay.state_dict(), "pretrained": self.pretrained,
                                                 "model_rng": self.model_rng.get_state()}}
 
-    def _load_i2a(self, state: Mapping[str, Any]) -> None:
-        extra = state.get("i2a")
-        if extra is None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """PPO's part now; I2A's once its optimizer and replay exist (PPO's constructor loads before they do)."""
+        if state.get("i2a") is None:
             from simreal.training.run import RunDirError
 
             raise RunDirError("checkpoint is a PPO checkpoint without I2A's model state; start the run anew")
+        super().load_state_dict(state)
+        self._resumed = state["i2a"]
+
+    def _load_i2a(self, extra: Mapping[str, Any]) -> None:
         self.model_optimizer.load_state_dict(extra["model_optimizer"])
         self.replay.load_state_dict(extra["replay"])
         self.pretrained = bool(extra["pretrained"])

@@ -134,7 +134,7 @@ class I2AActor(Actor):
         flat = x.reshape(-1, x.shape[-1])
         steps = self.imagine(flat)
         _, (h, _) = self.encoder(steps.flip(0))  # the last imagined step first: the paper's reverse order
-        return h[0].reshape(flat.shape[0], -1).reshape(*x.shape[:-1], -1)
+        return h[0].reshape(*x.shape[:-1], -1)
 
     def forward(self, x: torch.Tensor, state):
         return super().forward(torch.cat([x, self.code(x)], -1), state)

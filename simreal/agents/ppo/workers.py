@@ -77,23 +77,17 @@ class RayRollouts:
     def __init__(self, workers: int, address: str | None, env: Mapping[str, Any], seed: int, n_envs: int, model,
                  keys: tuple, action_spec, gamma: float, n_steps: int, run=None, threads: int = 1):
         from simreal.training.config import ConfigError
+        from simreal.utils.ray_session import join_ray
 
-        try:
-            import ray
-        except ImportError:
-            raise ConfigError("run.workers: rollout workers need Ray: pip install 'simreal[ray]'") from None
         if not 1 <= workers <= n_envs:
             raise ConfigError(f"run.workers: expected 1 to env.n_envs={n_envs} workers, got {workers}")
-        self.ray = ray
-        self._owned = not ray.is_initialized()
-        if self._owned:
-            import os
-
-            ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
-                     log_to_driver=False, runtime_env={"env_vars": {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}})
+        try:
+            self.ray, self._started = join_ray(address, workers)
+        except ImportError:
+            raise ConfigError("run.workers: rollout workers need Ray: pip install 'simreal[ray]'") from None
         cuts = np.array_split(np.arange(n_envs), workers)
         self.slices = [(int(c[0]), int(c[-1]) + 1) for c in cuts]
-        self._actor = ray.remote(num_cpus=1)(RolloutWorker)
+        self._actor = self.ray.remote(num_cpus=1)(RolloutWorker)
         self._spawn = lambda a, b: self._actor.remote(dict(env), seed, a, b - a, _cpu_copy(model), keys, action_spec,
                                                       gamma, n_steps, run, threads)
         self.actors = [self._spawn(a, b) for a, b in self.slices]
@@ -163,10 +157,11 @@ class RayRollouts:
         try:
             self._get([w.close.remote() for w in self.actors])
         finally:
+            from simreal.utils.ray_session import leave_ray
+
             for worker in self.actors:  # free their CPUs now, not when the handles are collected
                 self.ray.kill(worker)
-            if self._owned and self.ray.is_initialized():
-                self.ray.shutdown()
+            leave_ray(self.ray, self._started)
 
 
 def _cpu_copy(model):

@@ -21,12 +21,11 @@ ray = pytest.importorskip("ray")
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
     """One local Ray for the module (the trainers find it running and leave it up)."""
-    import os
+    from simreal.utils.ray_session import join_ray, leave_ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}})
+    session, started = join_ray(num_cpus=2)
     yield
-    ray.shutdown()
+    leave_ray(session, started)
 
 RUN = ["env.id=dm_control/cartpole-swingup-v0", "env.randomization=dmc_cartpole", "env.action_repeat=2",
        "run.steps=256", "run.checkpoint_every=2", "eval.every=0", "run.tensorboard=false"]
