@@ -140,22 +140,6 @@ def env_section(args) -> dict:
     return {"id": ENV_ID, "randomization": args.randomization, "action_repeat": ACTION_REPEAT, "kwargs": None}
 
 
-class RandomPolicy:
-    """Uniform random actions in the env's bounds (the baseline every agent must beat)."""
-
-    def __init__(self, space, seed: int):
-        import numpy as np
-
-        self.space, self.rng = space, np.random.default_rng(seed)
-
-    def initial_state(self, n: int):
-        return None
-
-    def act(self, obs, state, deterministic: bool = True):
-        n = len(next(iter(obs.values())))
-        return self.rng.uniform(self.space.low, self.space.high, (n, *self.space.shape)).astype("float32"), None
-
-
 def evaluate(policy, args) -> dict:
     import numpy as np
 
@@ -259,12 +243,12 @@ def main(argv=None) -> dict | None:
                        "seconds": round(json.loads(timing.read_text())["seconds"], 1) if timing.exists() else None,
                        "train_return_last10": round(sum(last) / len(last), 2) if last else None,
                        "eval": evaluate(load_policy(run_path(label, args) / "policy.pt"), args), "curve": points}
+    from simreal.rigs.rollout import random_policy
     from simreal.training.envs import env_from_config
 
     venv = env_from_config(env_section(args), 1, 0)
-    space = venv.action_space
+    random = evaluate(random_policy(venv, args.seed), args)  # uniform over the action space (it reads its spaces)
     venv.close()
-    random = evaluate(RandomPolicy(space, args.seed), args)
     if "ppo" in rows and rows["ppo"]["curve"]:  # where PPO stood at the shared budget
         at_budget = [p for p in rows["ppo"]["curve"] if p["step"] <= args.steps]
         rows["ppo"]["train_return_at_shared_budget"] = at_budget[-1]["return"] if at_budget else None
